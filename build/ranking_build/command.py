@@ -1,0 +1,45 @@
+"""The `build` subcommand: flags → BuildSettings → pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ranking_gateway.config import BuildSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("build", help="export/compile the models, write the Triton repository, index a corpus")
+    p.add_argument("--corpus", type=Path, required=True, help="JSON lines {_id, title?, text} (BEIR layout)")
+    p.add_argument("--artifacts", type=Path, required=True, help="output directory (model_repository/, index/, ...)")
+    p.add_argument("--encoder", type=Path, help="local Hugging Face encoder directory (default all-MiniLM-L6-v2)")
+    p.add_argument("--reranker", type=Path, help="local Hugging Face sequence-classification directory (1 logit)")
+    p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
+    p.add_argument(
+        "--cpu-runtime",
+        choices=["torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"],
+        default="torch_bf16",
+        help="runtime of the CPU target's python-backend models (default: torch_bf16, fastest measured here)",
+    )
+    p.add_argument("--max-length", type=int, default=256, help="reranker max tokens per (query, document) pair")
+    p.add_argument("--index", choices=["flat", "hnsw"], default="flat", help="FAISS index (default exact inner product)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ranking_build.pipeline import run_build
+
+    if not 16 <= args.max_length <= 512:
+        raise SystemExit("error: --max-length must be between 16 and 512")
+    settings = BuildSettings(
+        corpus=args.corpus,
+        artifacts=args.artifacts,
+        encoder=args.encoder,
+        reranker=args.reranker,
+        target=args.target,
+        cpu_runtime=args.cpu_runtime,
+        max_length=args.max_length,
+        index_type=args.index,
+    )
+    run_build(settings)
+    return 0

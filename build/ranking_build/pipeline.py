@@ -1,0 +1,170 @@
+"""`ranking-gateway build`: corpus → ONNX → compiled models → Triton repository → FAISS index.
+
+Everything is written into a staging directory beside the target and renamed into place at
+the end, so a failed build leaves nothing half-written and an existing build untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+from torch import nn
+
+from ranking_build.corpus import read_corpus, write_documents
+from ranking_build.indexing import build_faiss_index
+from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
+from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
+from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
+from ranking_gateway.artifacts import ArtifactPaths, Manifest, ModelEntry, sha256_of
+from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
+from ranking_gateway.errors import CliError
+from ranking_gateway.models import CrossEncoder, SentenceEncoder, default_encoder_path, encode_texts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one Triton model is exported and compiled."""
+
+    name: str
+    input_names: tuple[str, ...]
+    output_name: str
+    max_length: int
+    serving: TritonModelSettings
+
+
+def _load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def _check_model_dir(path: Path, what: str) -> Path:
+    if not (path / "config.json").is_file():
+        raise CliError(f"{what} {path} is not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def compile_model(
+    module: nn.Module, spec: ModelSpec, settings: BuildSettings, paths: ArtifactPaths, dim: int
+) -> ExportResult:
+    """Export `module` to ONNX, then compile it for the target into the model repository."""
+    exported = export_onnx(module, spec.input_names, spec.output_name, paths.onnx_dir / f"{spec.name}.onnx")
+    repo = paths.model_repository
+    if settings.target == "tensorrt":
+        profile = EngineProfile(
+            max_batch=spec.serving.max_batch_size,
+            opt_batch=max(spec.serving.preferred_batch_sizes),
+            max_length=spec.max_length,
+            opt_length=min(spec.max_length, 128),
+        )
+        plan = build_engine(exported.path, paths.onnx_dir / f"{spec.name}.plan", spec.input_names, profile)
+        write_tensorrt_model(repo, spec.name, spec.serving, plan, dim)
+        plan.unlink()
+        return exported
+    int8 = None
+    if settings.cpu_runtime == "onnx_int8":
+        int8 = quantize_int8(exported.path, paths.onnx_dir / f"{spec.name}.int8.onnx")
+    version = write_cpu_model(repo, spec.name, spec.serving, settings.cpu_runtime, exported.path, int8, dim)
+    if settings.cpu_runtime.startswith("torch"):
+        module.transformer.save_pretrained(str(version / "hf"))
+    return exported
+
+
+def _model_entry(source: Path, exported: ExportResult, max_length: int, dim: int) -> ModelEntry:
+    return ModelEntry(
+        source=str(source),
+        sha256=sha256_of(source),
+        onnx_sha256=sha256_of(exported.path),
+        max_length=max_length,
+        onnx_max_abs_diff=exported.max_abs_diff,
+        output_dim=dim,
+    )
+
+
+def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
+    docs = read_corpus(settings.corpus)  # validate before any heavy work
+    print(f"corpus: {len(docs)} documents from {settings.corpus}")
+    encoder_dir = _check_model_dir(settings.encoder or default_encoder_path(), "--encoder")
+    reranker_dir = _check_model_dir(settings.reranker, "--reranker") if settings.reranker else None
+    if settings.target == "tensorrt" and (reason := tensorrt_unavailable_reason()):
+        raise CliError(f"--target tensorrt: {reason}")
+
+    encoder = SentenceEncoder(encoder_dir)
+    encoder_tokenizer = _load_tokenizer(encoder_dir)
+    encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER_MODEL)))
+    encoder_spec = ModelSpec(
+        ENCODER_MODEL, ("input_ids", "attention_mask"), "embedding", settings.query_max_length, settings.encoder_serving
+    )
+    encoder_export = compile_model(encoder, encoder_spec, settings, paths, encoder.dim)
+
+    reranker_entry = None
+    if reranker_dir is not None:
+        reranker = CrossEncoder(reranker_dir)
+        _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER_MODEL)))
+        reranker_spec = ModelSpec(
+            RERANKER_MODEL,
+            ("input_ids", "attention_mask", "token_type_ids"),
+            "logit",
+            settings.max_length,
+            settings.reranker_serving,
+        )
+        reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1)
+        reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
+        del reranker
+
+    embeddings = encode_texts(
+        encoder,
+        encoder_tokenizer,
+        [d.full_text for d in docs],
+        max_length=settings.document_max_length,
+        batch_size=settings.embed_batch_size,
+        progress="embedding corpus",
+    )
+    index = build_faiss_index(embeddings, settings.index_type, settings.hnsw_m)
+    paths.index_dir.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(paths.faiss_index))
+    np.save(paths.embeddings, embeddings)
+    write_documents(docs, paths.documents)
+
+    manifest = Manifest(
+        target=settings.target,
+        cpu_runtime=settings.cpu_runtime if settings.target == "cpu" else None,
+        corpus=str(settings.corpus),
+        documents=len(docs),
+        embedding_dim=encoder.dim,
+        index_type=settings.index_type,
+        index_version=sha256_of(paths.index_dir)[:16],
+        encoder=_model_entry(encoder_dir, encoder_export, settings.query_max_length, encoder.dim),
+        reranker=reranker_entry,
+    )
+    manifest.write(paths.root)
+    return manifest
+
+
+def run_build(settings: BuildSettings) -> Manifest:
+    final = settings.artifacts.resolve()
+    staging = final.parent / f".{final.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        manifest = _build_into(settings, ArtifactPaths(staging))
+        if final.exists():
+            previous = final.parent / f".{final.name}.previous-{os.getpid()}"
+            final.rename(previous)
+            staging.rename(final)
+            shutil.rmtree(previous)
+        else:
+            staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"built {final}: {manifest.documents} documents, target {manifest.target}, index {manifest.index_type}")
+    return manifest

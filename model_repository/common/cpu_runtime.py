@@ -1,0 +1,120 @@
+"""CPU inference for the Triton python backend, shared by `query_encoder` and `reranker`.
+
+The build step copies this file next to each model's `model.py`. It must stay self-contained
+(no `ranking_gateway` import) so the model repository also runs in a plain Triton container
+that only has torch/transformers/onnxruntime installed.
+
+Requests queued by Triton's dynamic batcher arrive together in one `execute` call; they may
+have different sequence lengths, so we pad them to the longest, run one forward pass for the
+whole batch and split the outputs back per request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+RUNTIMES = ("torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8")
+
+
+def _parameter(model_config: dict, key: str, default: str) -> str:
+    value = model_config.get("parameters", {}).get(key, {}).get("string_value")
+    return value if value else default
+
+
+def pad_and_stack(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack [batch_i, len_i] int64 arrays into one [sum batch_i, max len_i] array, zero padded."""
+    width = max(a.shape[1] for a in arrays)
+    out = np.zeros((sum(a.shape[0] for a in arrays), width), dtype=np.int64)
+    row = 0
+    for a in arrays:
+        out[row : row + a.shape[0], : a.shape[1]] = a
+        row += a.shape[0]
+    return out
+
+
+class CpuModel:
+    """Loads one of the CPU runtimes and runs `inputs -> output` on numpy arrays."""
+
+    def __init__(self, version_dir: Path, model_config: dict) -> None:
+        self.task = _parameter(model_config, "task", "")
+        self.runtime = _parameter(model_config, "runtime", "torch_bf16")
+        if self.task not in ("embedding", "relevance"):
+            raise ValueError(f"unknown task parameter {self.task!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime parameter {self.runtime!r}; expected one of {RUNTIMES}")
+        threads = int(_parameter(model_config, "threads", "0")) or (os.cpu_count() or 1)
+        self.input_names = [i["name"] for i in model_config["input"]]
+        self.output_name = model_config["output"][0]["name"]
+        if self.runtime.startswith("torch"):
+            import torch
+
+            torch.set_num_threads(threads)
+            self._torch = torch
+            self._model = self._load_torch(version_dir / "hf")
+        else:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            path = version_dir / ("model.int8.onnx" if self.runtime == "onnx_int8" else "model.onnx")
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _load_torch(self, hf_dir: Path):
+        if self.task == "embedding":
+            from transformers import AutoModel
+
+            model = AutoModel.from_pretrained(str(hf_dir))
+        else:
+            from transformers import AutoModelForSequenceClassification
+
+            model = AutoModelForSequenceClassification.from_pretrained(str(hf_dir))
+        return model.eval()
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        if not self.runtime.startswith("torch"):
+            feeds = {name: inputs[name] for name in self.input_names}
+            return self._session.run([self.output_name], feeds)[0].astype(np.float32)
+        torch = self._torch
+        tensors = {name: torch.from_numpy(inputs[name]) for name in self.input_names}
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.runtime == "torch_bf16"):
+            if self.task == "relevance":
+                return self._model(**tensors).logits[:, :1].float().numpy()
+            hidden = self._model(**tensors).last_hidden_state.float()
+            mask = tensors["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1).numpy()
+
+
+class BatchingPythonModel:
+    """The `TritonPythonModel` body: merge the queued requests, one forward pass, split back."""
+
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.model = CpuModel(version_dir, config)
+
+    def execute(self, requests: list) -> list:
+        import triton_python_backend_utils as pb_utils
+
+        per_request = [
+            {name: pb_utils.get_input_tensor_by_name(r, name).as_numpy() for name in self.model.input_names}
+            for r in requests
+        ]
+        merged = {name: pad_and_stack([p[name] for p in per_request]) for name in self.model.input_names}
+        try:
+            output = self.model.run(merged)
+        except Exception as exc:  # answer every request with the error instead of crashing the stub
+            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+        responses, row = [], 0
+        for p in per_request:
+            n = p[self.model.input_names[0]].shape[0]
+            tensor = pb_utils.Tensor(self.model.output_name, np.ascontiguousarray(output[row : row + n]))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+            row += n
+        return responses

@@ -1,0 +1,104 @@
+"""The artifacts directory: its layout, and the manifest of what was built from what.
+
+Shared by the build step (which writes it) and the gateway (which reads it and versions its
+cache with the manifest), so the two cannot disagree about a file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ArtifactPaths:
+    root: Path
+
+    @property
+    def model_repository(self) -> Path:
+        return self.root / "model_repository"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def faiss_index(self) -> Path:
+        return self.index_dir / "faiss.index"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.index_dir / "embeddings.npy"
+
+    @property
+    def documents(self) -> Path:
+        return self.index_dir / "documents.jsonl"
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.root / "onnx"
+
+    def tokenizer(self, model_name: str) -> Path:
+        return self.root / "tokenizers" / model_name
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+
+def sha256_of(path: Path) -> str:
+    """Hash of a file, or of every file under a directory (names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelEntry:
+    source: str
+    sha256: str
+    onnx_sha256: str
+    max_length: int
+    onnx_max_abs_diff: float
+    output_dim: int
+
+
+@dataclass
+class Manifest:
+    target: str
+    cpu_runtime: str | None
+    corpus: str
+    documents: int
+    embedding_dim: int
+    index_type: str
+    index_version: str
+    encoder: ModelEntry
+    reranker: ModelEntry | None
+    created_unix: float = field(default_factory=time.time)
+    format_version: int = 1
+
+    @property
+    def version_key(self) -> str:
+        """Changes whenever the index or a model changes: part of every cache key."""
+        parts = [self.index_version, self.encoder.sha256, self.reranker.sha256 if self.reranker else "none"]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    def write(self, directory: Path) -> None:
+        (directory / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> "Manifest":
+        data = json.loads((directory / MANIFEST_FILE).read_text())
+        data["encoder"] = ModelEntry(**data["encoder"])
+        data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
+        return cls(**data)

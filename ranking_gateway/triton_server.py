@@ -1,0 +1,196 @@
+"""The embedded Triton server: the `tritonserver` binary that the `nvidia-pytriton` wheel ships.
+
+No container: we lay out a backend directory with the python backend and the stub for this
+interpreter's Python version, put the wheel's shared libraries on `LD_LIBRARY_PATH`, start the
+server on free loopback ports, and wait until every model is ready. The server dies with us
+(PR_SET_PDEATHSIG), so a killed gateway leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import site
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ranking_gateway.errors import CliError
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class TritonInstallation:
+    """Where the wheel keeps the server, the python backend, its stubs and its libraries."""
+
+    server_binary: Path
+    python_backend: Path
+    stub: Path
+    library_dir: Path
+
+    @classmethod
+    def from_wheel(cls) -> "TritonInstallation":
+        try:
+            import pytriton
+        except ImportError as exc:  # pragma: no cover - dependency of the package
+            raise CliError("nvidia-pytriton is not installed; it ships the embedded Triton server") from exc
+        root = Path(pytriton.__file__).resolve().parent
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        inst = cls(
+            server_binary=root / "tritonserver" / "bin" / "tritonserver",
+            python_backend=root / "tritonserver" / "backends" / "python",
+            stub=root / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub",
+            library_dir=root.parent / "nvidia_pytriton.libs",
+        )
+        for path in (inst.server_binary, inst.python_backend, inst.stub, inst.library_dir):
+            if not path.exists():
+                raise CliError(f"embedded Triton is incomplete: {path} is missing")
+        return inst
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the parent process dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class EmbeddedTriton:
+    """A running `tritonserver` over one model repository. Use as a context manager."""
+
+    model_repository: Path
+    log_path: Path | None = None
+    startup_timeout_s: float = 180.0
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    _log_file: object = field(default=None, init=False, repr=False)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def _backend_directory(self, inst: TritonInstallation) -> Path:
+        """The python backend needs the stub for our Python next to `libtriton_python.so`."""
+        assert self._workdir is not None
+        backend = Path(self._workdir.name) / "backends" / "python"
+        backend.mkdir(parents=True)
+        for item in inst.python_backend.iterdir():
+            if item.is_file():
+                (backend / item.name).symlink_to(item)
+        shutil.copy2(inst.stub, backend / inst.stub.name)
+        return backend.parent
+
+    def _environment(self, inst: TritonInstallation) -> dict[str, str]:
+        env = dict(os.environ)
+        libs = [str(inst.library_dir), str(Path(sys.base_prefix) / "lib")]
+        if env.get("LD_LIBRARY_PATH"):
+            libs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs)
+        # the stub embeds this Python: give it our interpreter's stdlib and site-packages
+        paths = [*site.getsitepackages(), *(p for p in sys.path if p.endswith("site-packages"))]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env["PYTHONHOME"] = sys.base_prefix
+        return env
+
+    def start(self) -> "EmbeddedTriton":
+        inst = TritonInstallation.from_wheel()
+        if not (self.model_repository / "query_encoder" / "config.pbtxt").exists():
+            raise CliError(f"{self.model_repository} is not a built model repository (run `ranking-gateway build`)")
+        self._workdir = tempfile.TemporaryDirectory(prefix="ranking-gateway-triton-")
+        cmd = [
+            str(inst.server_binary),
+            f"--model-repository={self.model_repository.resolve()}",
+            f"--backend-directory={self._backend_directory(inst)}",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--http-address=127.0.0.1",
+            "--grpc-address=127.0.0.1",
+            "--allow-metrics=true",
+            "--disable-auto-complete-config",
+            "--exit-on-error=true",
+            "--log-verbose=0",
+        ]
+        log_path = self.log_path or Path(self._workdir.name) / "tritonserver.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = log_path.open("ab")
+        log.info("starting embedded Triton (grpc %s, http %s), log: %s", self.grpc_url, self.http_url, log_path)
+        self._process = subprocess.Popen(
+            cmd,
+            env=self._environment(inst),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            self._wait_ready(log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, log_path: Path) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                assert self._process is not None
+                if self._process.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise CliError(f"tritonserver exited with status {self._process.returncode}:\n{tail}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{self.http_url}/v2/health/ready").status_code == 200:
+                        log.info("embedded Triton is ready")
+                        return
+                time.sleep(0.5)
+        raise CliError(f"tritonserver was not ready after {self.startup_timeout_s:.0f} s; log: {log_path}")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def __enter__(self) -> "EmbeddedTriton":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
