@@ -1,0 +1,118 @@
+"""The personalised score: a logistic model sigma(W^T f(x)) over per-candidate features.
+
+Features, in `FEATURE_NAMES` order, for each candidate of one search:
+
+* `primary`: the reranker score (the retrieval score when reranking was off), z-scored within
+  the candidate list so that the weights do not depend on the reranker's logit scale;
+* `retrieval`: the retrieval (inner-product) score, z-scored within the list;
+* `profile_sim`: cosine between the user's profile centroid and the document's embedding;
+* `recency`: sum over the user's recent interactions with this very document of
+  sign(weight) * 2^(-age / recency_half_life), clipped to [-1, 1];
+* `bias`: 1.
+
+A search without a user, or for a user without a profile, never reaches this module: it keeps
+exactly the non-personalised order and scores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ranking_gateway.personalization.profiles import UserProfile
+
+FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recency", "bias")
+# One z-unit of reranker score is worth what 0.25 of cosine to the profile is: the profile moves
+# a document a few places (candidates' cosines to a profile differ by ~0.1-0.3), it does not bury
+# a clearly better reranker match. See docs/personalization.md for the measured effect.
+DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 4.0, 0.5, 0.0)
+DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    std = float(x.std())
+    return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
+
+
+def candidate_features(
+    profile: UserProfile | None,
+    *,
+    doc_ids: Sequence[str],
+    embeddings: np.ndarray,
+    primary: np.ndarray,
+    retrieval: np.ndarray,
+    now: float,
+    recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S,
+) -> np.ndarray:
+    """float64 [n, len(FEATURE_NAMES)]; `embeddings` are the candidates' rows, in order. Without a
+    profile the personal features are 0 (what impressions of profile-less users log)."""
+    n = len(doc_ids)
+    feats = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
+    if n == 0:
+        return feats
+    feats[:, 0] = _zscore(np.asarray(primary, dtype=np.float64))
+    feats[:, 1] = _zscore(np.asarray(retrieval, dtype=np.float64))
+    feats[:, 4] = 1.0
+    if profile is None:
+        return feats
+    centroid = profile.centroid()
+    if centroid is not None:
+        feats[:, 2] = np.asarray(embeddings, dtype=np.float32) @ centroid
+    if profile.recent:
+        position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+        for item in profile.recent:
+            i = position.get(item.doc_id)
+            if i is not None:
+                age = max(0.0, now - item.ts)
+                feats[i, 3] += np.sign(item.weight) * 2.0 ** (-age / recency_half_life_s)
+        np.clip(feats[:, 3], -1.0, 1.0, out=feats[:, 3])
+    return feats
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+@dataclass(slots=True)
+class PersonalScorer:
+    weights: np.ndarray = field(default_factory=lambda: np.array(DEFAULT_WEIGHTS, dtype=np.float64))
+    recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S
+
+    def __post_init__(self) -> None:
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+        if self.weights.shape != (len(FEATURE_NAMES),) or not np.all(np.isfinite(self.weights)):
+            raise ValueError(f"personaliser weights must be {len(FEATURE_NAMES)} finite numbers")
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return sigmoid(features @ self.weights)
+
+    def rank(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(order, scores): candidate indices by descending personalised score (ties keep the
+        incoming order) and every candidate's score."""
+        scores = self.score(features)
+        return np.argsort(-scores, kind="stable"), scores
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "features": list(FEATURE_NAMES),
+            "weights": {n: float(w) for n, w in zip(FEATURE_NAMES, self.weights)},
+            "recency_half_life_s": self.recency_half_life_s,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> PersonalScorer:
+        weights = obj.get("weights")
+        if not isinstance(weights, dict) or set(weights) != set(FEATURE_NAMES):
+            raise ValueError(f"'weights' must map exactly the features {', '.join(FEATURE_NAMES)}")
+        return cls(
+            weights=np.array([float(weights[n]) for n in FEATURE_NAMES]),
+            recency_half_life_s=float(obj.get("recency_half_life_s", DEFAULT_RECENCY_HALF_LIFE_S)),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> PersonalScorer:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
