@@ -63,6 +63,13 @@ class CpuModel:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             path = version_dir / ("model.int8.onnx" if self.runtime == "onnx_int8" else "model.onnx")
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Run the common shapes once, so the first user request does not pay for kernel selection."""
+        for batch, length in ((1, 32), (16, 128)):
+            dummy = np.full((batch, length), 1000, dtype=np.int64)
+            self.run({name: (np.ones_like(dummy) if name == "attention_mask" else dummy) for name in self.input_names})
 
     def _load_torch(self, hf_dir: Path):
         if self.task == "embedding":

@@ -1,0 +1,34 @@
+"""Prometheus metrics of one gateway (own registry: two apps in one process don't collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ranking_gateway_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.stage_latency = Histogram(
+            "ranking_gateway_stage_latency_seconds",
+            "Latency of each search stage (encode, retrieve, rerank, personalize, total)",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.cache_hits = Counter("ranking_gateway_cache_hits", "Hot-query cache hits", registry=self.registry)
+        self.cache_misses = Counter("ranking_gateway_cache_misses", "Hot-query cache misses", registry=self.registry)
+        self.degraded = Counter(
+            "ranking_gateway_degraded_responses", "Searches answered without a stage that failed", ["reason"],
+            registry=self.registry,
+        )
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_latency.labels(stage=stage).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

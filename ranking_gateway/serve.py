@@ -1,0 +1,68 @@
+"""The `serve` subcommand: embedded (or external) Triton + the gateway under uvicorn.
+
+Ctrl-C or SIGTERM stops uvicorn gracefully, then the embedded Triton; should the gateway die
+harder than that, Triton gets SIGTERM from the kernel (PR_SET_PDEATHSIG), so nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from pathlib import Path
+
+from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.config import GatewaySettings
+from ranking_gateway.errors import CliError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="start Triton (embedded unless --triton-url) and the HTTP gateway")
+    p.add_argument("--artifacts", type=Path, required=True, help="directory written by `ranking-gateway build`")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--triton-url", help="gRPC host:port of an external Triton (default: start the embedded one)")
+    p.add_argument("--triton-log", type=Path, help="where the embedded Triton writes its log")
+    p.add_argument("--rerank-chunk-size", type=int, default=16, help="pairs per reranker request")
+    p.add_argument("--rerank-depth", type=int, default=100, help="rerank at most this many candidates")
+    p.add_argument("--cache-size", type=int, default=10_000, help="hot-query cache entries")
+    p.add_argument("--cache-ttl", type=float, default=300.0, help="hot-query cache TTL, seconds")
+    p.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    from ranking_gateway.config import CacheSettings
+
+    return GatewaySettings(
+        artifacts=args.artifacts,
+        host=args.host,
+        port=args.port,
+        triton_url=args.triton_url,
+        rerank_chunk_size=args.rerank_chunk_size,
+        rerank_depth=args.rerank_depth,
+        cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ranking_gateway.app import create_app
+    from ranking_gateway.triton_server import EmbeddedTriton
+
+    settings = settings_from_args(args)
+    paths = ArtifactPaths(settings.artifacts)
+    if not paths.manifest.is_file():
+        raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")
+    with contextlib.ExitStack() as stack:
+        triton_url = settings.triton_url
+        if triton_url is None:
+            triton = stack.enter_context(EmbeddedTriton(paths.model_repository, log_path=args.triton_log))
+            triton_url = triton.grpc_url
+        app = create_app(settings, triton_url)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
+        log.info("gateway on http://%s:%d (Triton %s)", settings.host, settings.port, triton_url)
+        server.run()
+    return 0

@@ -1,0 +1,81 @@
+"""The gateway's async client for the two Triton models.
+
+The reranker's pairs go out as several concurrent requests of `chunk_size` pairs: Triton's
+dynamic batcher then merges chunks from concurrent searches (of different users) into one
+execution, instead of each search monopolising the model with one big batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL
+from ranking_gateway.errors import BackendUnavailable
+from ranking_gateway.tokenization import TokenBatch
+
+
+class TritonModels:
+    def __init__(self, url: str, timeout_s: float, chunk_size: int) -> None:
+        self._client = grpcclient.InferenceServerClient(url=url)
+        self.url = url
+        self.timeout_s = timeout_s
+        self.chunk_size = chunk_size
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _infer(self, model: str, tensors: dict[str, np.ndarray], output: str) -> np.ndarray:
+        inputs = []
+        for name, array in tensors.items():
+            item = grpcclient.InferInput(name, list(array.shape), "INT64")
+            item.set_data_from_numpy(np.ascontiguousarray(array))
+            inputs.append(item)
+        try:
+            result = await self._client.infer(
+                model,
+                inputs,
+                outputs=[grpcclient.InferRequestedOutput(output)],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise BackendUnavailable(f"Triton model {model!r} failed: {exc.message()}") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise BackendUnavailable(f"Triton at {self.url} is unreachable: {exc}") from exc
+        return result.as_numpy(output)
+
+    async def encode(self, batch: TokenBatch) -> np.ndarray:
+        """Query embeddings [n, dim], L2-normalised by the model."""
+        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        return await self._infer(ENCODER_MODEL, tensors, "embedding")
+
+    async def rerank(self, batch: TokenBatch) -> np.ndarray:
+        """One relevance logit per pair, [n]; chunks are sent concurrently."""
+        chunks = [batch.rows(i, i + self.chunk_size) for i in range(0, len(batch), self.chunk_size)]
+        results = await asyncio.gather(
+            *(
+                self._infer(
+                    RERANKER_MODEL,
+                    {"input_ids": c.input_ids, "attention_mask": c.attention_mask, "token_type_ids": c.token_type_ids},
+                    "logit",
+                )
+                for c in chunks
+            )
+        )
+        return np.concatenate(results).reshape(-1)
+
+    async def ready_models(self, names: list[str]) -> dict[str, bool]:
+        status = {}
+        for name in names:
+            try:
+                status[name] = bool(await self._client.is_model_ready(name, client_timeout=2.0))
+            except (InferenceServerException, OSError, asyncio.TimeoutError):
+                status[name] = False
+        return status
+
+    async def inference_statistics(self, model: str) -> dict:
+        """Triton's counters for `model` (inference_count vs execution_count shows batching)."""
+        return await self._client.get_inference_statistics(model, as_json=True)
