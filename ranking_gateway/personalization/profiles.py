@@ -157,33 +157,63 @@ class InMemoryProfileStore:
         return None
 
 
-def _encode(profile: UserProfile) -> dict[str, bytes | str]:
-    return {
-        "v": profile.vector.astype("<f8").tobytes(),
-        "t": repr(profile.t_ref),
-        "m": repr(profile.mass),
-        "c": json.dumps(profile.counts),
-        "r": json.dumps([[r.doc_id, r.type, r.weight, r.ts] for r in profile.recent]),
-    }
+# One atomic update of a profile hash, the Lua twin of `apply_event` (vector, t_ref and mass are
+# packed little-endian doubles; counts and recent are JSON). One round trip, no retries.
+_UPDATE_LUA = """
+local key = KEYS[1]
+local ts, w, hl, maxr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local typ, doc, emb = ARGV[5], ARGV[6], ARGV[7]
+local cur = redis.call('HMGET', key, 'v', 't', 'm', 'c', 'r')
+local v = cur[1]
+if v and #v ~= #emb then return redis.error_reply('embedding dim does not match the profile') end
+local tref, m = ts, 0
+if v then tref = struct.unpack('<d', cur[2]); m = struct.unpack('<d', cur[3]) end
+local keep, late, newt = 1.0, 1.0, ts
+if ts >= tref then keep = 2 ^ (-(ts - tref) / hl) else late = 2 ^ (-(tref - ts) / hl); newt = tref end
+local parts = {}
+for i = 0, #emb / 8 - 1 do
+  local x = 0
+  if v then x = struct.unpack('<d', v, i * 8 + 1) end
+  parts[i + 1] = struct.pack('<d', x * keep + w * late * struct.unpack('<d', emb, i * 8 + 1))
+end
+m = m * keep + math.abs(w) * late
+local counts = {}
+if cur[4] then counts = cjson.decode(cur[4]) end
+counts[typ] = (counts[typ] or 0) + 1
+local old = {}
+if cur[5] then old = cjson.decode(cur[5]) end
+-- weight and ts stay the exact strings Python sent (cjson would round numbers to 14 digits)
+local recent, placed, new = {}, false, {doc, typ, ARGV[2], ARGV[1]}
+for _, item in ipairs(old) do
+  if not placed and tonumber(item[4]) <= ts then table.insert(recent, new); placed = true end
+  table.insert(recent, item)
+end
+if not placed then table.insert(recent, new) end
+while #recent > maxr do table.remove(recent) end
+local fields = {table.concat(parts), struct.pack('<d', newt), struct.pack('<d', m), cjson.encode(counts), cjson.encode(recent)}
+redis.call('HSET', key, 'v', fields[1], 't', fields[2], 'm', fields[3], 'c', fields[4], 'r', fields[5])
+return fields
+"""
 
 
-def _decode(user_id: str, data: dict[bytes, bytes]) -> UserProfile | None:
-    if not data or b"v" not in data:
+def _decode(user_id: str, fields: list[bytes | None]) -> UserProfile | None:
+    """A profile from the hash fields v, t, m, c, r (in that order)."""
+    if not fields or fields[0] is None:
         return None
+    vector, t_ref, mass, counts, recent = fields
     return UserProfile(
         user_id=user_id,
-        vector=np.frombuffer(data[b"v"], dtype="<f8").astype(np.float64),
-        t_ref=float(data[b"t"]),
-        mass=float(data[b"m"]),
-        counts=json.loads(data[b"c"]),
-        recent=[RecentItem(d, t, float(w), float(ts)) for d, t, w, ts in json.loads(data[b"r"])],
+        vector=np.frombuffer(vector, dtype="<f8").astype(np.float64),
+        t_ref=float(np.frombuffer(t_ref, dtype="<f8")[0]),
+        mass=float(np.frombuffer(mass, dtype="<f8")[0]),
+        counts={k: int(n) for k, n in json.loads(counts).items()},
+        recent=[RecentItem(d, t, float(w), float(ts)) for d, t, w, ts in json.loads(recent)],
     )
 
 
 class RedisProfileStore:
-    """One hash per user (`{prefix}{user_id}`), updated with WATCH/MULTI/EXEC and retried on a
-    conflict, so concurrent gateways never lose each other's events. Needs a client created with
-    `decode_responses=False`."""
+    """One hash per user (`{prefix}{user_id}`), updated by one Lua script (atomic on the server),
+    so concurrent gateways never lose each other's events. Needs `decode_responses=False`."""
 
     def __init__(
         self,
@@ -192,55 +222,36 @@ class RedisProfileStore:
         half_life_s: float = DEFAULT_HALF_LIFE_S,
         max_recent: int = DEFAULT_MAX_RECENT,
         prefix: str = "rg:profile:",
-        max_retries: int = 50,
     ) -> None:
         self.client = client  # a redis.asyncio.Redis
         self.half_life_s = half_life_s
         self.max_recent = max_recent
         self.prefix = prefix
-        self.max_retries = max_retries
+        self._update = client.register_script(_UPDATE_LUA)
 
     async def get(self, user_id: str) -> UserProfile | None:
         import redis.exceptions
 
         try:
-            data = await self.client.hgetall(self.prefix + user_id)
+            fields = await self.client.hmget(self.prefix + user_id, ["v", "t", "m", "c", "r"])
         except redis.exceptions.RedisError as exc:
             raise ProfileStoreUnavailable(f"the profile store is unavailable: {exc}") from exc
-        return _decode(user_id, data)
+        return _decode(user_id, fields)
 
     async def update(
         self, user_id: str, *, doc_id: str, type: str, weight: float, ts: float, embedding: np.ndarray
     ) -> UserProfile:
         import redis.exceptions
 
-        key = self.prefix + user_id
+        args = [repr(float(ts)), repr(float(weight)), repr(float(self.half_life_s)), str(self.max_recent), type,
+                doc_id, np.asarray(embedding, dtype="<f8").tobytes()]
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for _ in range(self.max_retries):
-                    try:
-                        await pipe.watch(key)
-                        current = _decode(user_id, await pipe.hgetall(key))
-                        profile = apply_event(
-                            current,
-                            user_id=user_id,
-                            doc_id=doc_id,
-                            type=type,
-                            weight=weight,
-                            ts=ts,
-                            embedding=embedding,
-                            half_life_s=self.half_life_s,
-                            max_recent=self.max_recent,
-                        )
-                        pipe.multi()
-                        pipe.hset(key, mapping=_encode(profile))
-                        await pipe.execute()
-                        return profile
-                    except redis.exceptions.WatchError:
-                        continue
+            fields = await self._update(keys=[self.prefix + user_id], args=args)
+        except redis.exceptions.ResponseError as exc:
+            raise ValueError(str(exc)) from exc
         except redis.exceptions.RedisError as exc:
             raise ProfileStoreUnavailable(f"the profile store is unavailable: {exc}") from exc
-        raise ProfileStoreUnavailable(f"profile of {user_id!r}: too many concurrent updates")
+        return _decode(user_id, fields)  # type: ignore[return-value]
 
     async def delete(self, user_id: str) -> bool:
         import redis.exceptions
@@ -252,4 +263,3 @@ class RedisProfileStore:
 
     async def close(self) -> None:
         return None
-
