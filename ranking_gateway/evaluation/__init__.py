@@ -1,0 +1,1 @@
+"""Relevance and latency evaluation of a running gateway (`ranking-gateway eval`)."""

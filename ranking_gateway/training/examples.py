@@ -1,0 +1,118 @@
+"""Training examples: one query, one positive document, and the negatives it is ranked against.
+
+Every data source (BEIR qrels today, the gateway's click log later) produces the same
+`TrainingExample`, so the loop never knows where its supervision came from. A click source maps
+"clicked" to the positive and "shown above the click but skipped" to negatives, topping the list up
+with mined negatives exactly like the qrels source does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ranking_build.corpus import Document
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingExample:
+    query_id: str
+    query: str
+    positive: str  # document text as the model sees it (title. body)
+    negatives: tuple[str, ...]
+    source: str = "qrels"
+
+
+@dataclass(frozen=True, slots=True)
+class ClickPair:
+    """One logged impression with a click: the shape a `--events FILE` reader will yield."""
+
+    query: str
+    clicked_id: str
+    shown_ids: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sample_negatives(
+    candidates: Sequence[str], exclude: set[str], n: int, rng: random.Random, skip_top: int = 0
+) -> list[str]:
+    """`n` hard negatives drawn from the retriever's candidates, never a judged positive.
+
+    `skip_top` drops the very top ranks, where unjudged-but-relevant documents concentrate.
+    """
+    pool = [d for d in candidates[skip_top:] if d not in exclude]
+    if len(pool) <= n:
+        return pool
+    return rng.sample(pool, n)
+
+
+def examples_from_qrels(
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    candidates: Mapping[str, Sequence[str]],
+    docs: Mapping[str, Document],
+    *,
+    n_negatives: int,
+    seed: int,
+) -> list[TrainingExample]:
+    """One example per (query, relevant document); negatives from that query's mined candidates."""
+    rng = random.Random(seed)
+    out: list[TrainingExample] = []
+    for qid in sorted(qrels):
+        positives = {d for d, g in qrels[qid].items() if g > 0}
+        for pid in sorted(positives):
+            negs = sample_negatives(candidates.get(qid, ()), positives, n_negatives, rng)
+            if not negs:
+                continue
+            out.append(
+                TrainingExample(
+                    query_id=qid,
+                    query=queries[qid],
+                    positive=docs[pid].full_text,
+                    negatives=tuple(docs[d].full_text for d in negs),
+                )
+            )
+    return out
+
+
+def examples_from_clicks(
+    clicks: Iterable[ClickPair],
+    candidates: Mapping[str, Sequence[str]],
+    docs: Mapping[str, Document],
+    *,
+    n_negatives: int,
+    seed: int,
+) -> list[TrainingExample]:
+    """Click-log supervision: skipped-above-the-click documents first, mined negatives to fill up.
+
+    `candidates` is keyed by query text here (click logs have no query ids).
+    """
+    rng = random.Random(seed)
+    out: list[TrainingExample] = []
+    for i, click in enumerate(clicks):
+        if click.clicked_id not in docs:
+            continue
+        shown = list(click.shown_ids)
+        skipped = shown[: shown.index(click.clicked_id)] if click.clicked_id in shown else []
+        negs = [d for d in skipped if d in docs][:n_negatives]
+        exclude = {click.clicked_id, *negs}
+        negs += sample_negatives(candidates.get(click.query, ()), exclude, n_negatives - len(negs), rng)
+        if negs:
+            out.append(
+                TrainingExample(
+                    query_id=f"click-{i}",
+                    query=click.query,
+                    positive=docs[click.clicked_id].full_text,
+                    negatives=tuple(docs[d].full_text for d in negs),
+                    source="events",
+                )
+            )
+    return out
+
+
+def split_heldout(query_ids: Iterable[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic split of query ids into (train, held-out); held-out is never empty if fraction > 0."""
+    ids = sorted(set(query_ids))
+    random.Random(seed).shuffle(ids)
+    n_held = min(len(ids) - 1, max(1, round(len(ids) * fraction))) if fraction > 0 and len(ids) > 1 else 0
+    return sorted(ids[n_held:]), sorted(ids[:n_held])
