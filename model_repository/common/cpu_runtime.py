@@ -68,8 +68,8 @@ class CpuModel:
     def warm_up(self) -> None:
         """Run the common shapes once, so the first user request does not pay for kernel selection."""
         for batch, length in ((1, 32), (16, 128)):
-            dummy = np.full((batch, length), 1000, dtype=np.int64)
-            self.run({name: (np.ones_like(dummy) if name == "attention_mask" else dummy) for name in self.input_names})
+            fill = {"input_ids": 1000, "attention_mask": 1, "token_type_ids": 0}
+            self.run({name: np.full((batch, length), fill[name], dtype=np.int64) for name in self.input_names})
 
     def _load_torch(self, hf_dir: Path):
         if self.task == "embedding":

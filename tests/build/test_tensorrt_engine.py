@@ -1,0 +1,25 @@
+"""The TensorRT path: runs only where the TensorRT builder works (a GPU machine with `tensorrt`)."""
+
+from pathlib import Path
+
+import pytest
+
+from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
+from ranking_gateway.artifacts import ArtifactPaths
+
+REASON = tensorrt_unavailable_reason()
+pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(REASON is not None, reason=f"TensorRT build not run: {REASON}")]
+
+
+def test_encoder_engine_builds_with_dynamic_profile(artifacts: ArtifactPaths, tmp_path: Path) -> None:
+    import tensorrt as trt
+
+    plan = build_engine(
+        artifacts.onnx_dir / "query_encoder.onnx",
+        tmp_path / "model.plan",
+        ("input_ids", "attention_mask"),
+        EngineProfile(max_batch=32, opt_batch=8, max_length=64, opt_length=32),
+    )
+    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan.read_bytes())
+    names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+    assert names == {"input_ids", "attention_mask", "embedding"}

@@ -1,0 +1,78 @@
+"""Session fixtures: one real build of a small corpus and one real embedded Triton over it.
+
+The reranker here is all-MiniLM-L6-v2 with a freshly initialised (seeded) classification head:
+its scores are meaningless, but it exercises the whole export → serve → rerank path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.config import BuildSettings, GatewaySettings
+
+DATA = Path(__file__).parent / "data"
+CORPUS = DATA / "corpus.jsonl"
+
+
+@pytest.fixture(scope="session")
+def untrained_reranker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ranking_gateway.models import default_encoder_path
+
+    out = tmp_path_factory.mktemp("reranker")
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(default_encoder_path()), num_labels=1)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(default_encoder_path())).save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory, untrained_reranker: Path) -> ArtifactPaths:
+    from ranking_build.pipeline import run_build
+
+    root = tmp_path_factory.mktemp("artifacts") / "small"
+    run_build(BuildSettings(corpus=CORPUS, artifacts=root, reranker=untrained_reranker, max_length=128))
+    return ArtifactPaths(root)
+
+
+@pytest.fixture(scope="session")
+def triton(artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from ranking_gateway.triton_server import EmbeddedTriton
+
+    log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
+    with EmbeddedTriton(artifacts.model_repository, log_path=log_path) as server:
+        yield server
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(settings: GatewaySettings, triton_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The ASGI app with its lifespan entered, driven in-process through httpx."""
+    from ranking_gateway.app import create_app
+
+    app = create_app(settings, triton_url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+async def client(artifacts: ArtifactPaths, triton) -> AsyncIterator[httpx.AsyncClient]:
+    # generous timeout: CI machines are small and shared, a slow answer is not what these tests check
+    async with gateway_client(GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120), triton.grpc_url) as c:
+        yield c

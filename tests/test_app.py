@@ -1,0 +1,109 @@
+"""The gateway end to end: httpx → Starlette app → real embedded Triton → real FAISS index."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.config import GatewaySettings
+from ranking_gateway.triton_server import free_port
+from tests.conftest import gateway_client
+
+pytestmark = pytest.mark.anyio
+
+
+async def search(client: httpx.AsyncClient, **body: object) -> httpx.Response:
+    return await client.post("/v1/search", json=body)
+
+
+async def test_search_returns_reranked_results(client: httpx.AsyncClient) -> None:
+    r = await search(client, query="what makes a volcano erupt", k=5, candidates=20)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"request_id", "results", "cached", "degraded", "timings_ms"}
+    assert len(body["results"]) == 5 and not body["cached"] and not body["degraded"] and body["reranked"]
+    first = body["results"][0]
+    assert set(first) == {"id", "score", "retrieval_score", "title", "snippet"}
+    assert set(body["timings_ms"]) >= {"encode", "retrieve", "rerank", "total"}
+    scores = [res["score"] for res in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClient) -> None:
+    body = (await search(client, query="earthquakes and tectonic plates", k=3, rerank=False)).json()
+    assert body["results"][0]["id"] == "geology-0"
+    assert not body["reranked"]
+    assert [r["score"] for r in body["results"]] == [r["retrieval_score"] for r in body["results"]]
+
+
+async def test_hot_query_is_served_from_cache(client: httpx.AsyncClient) -> None:
+    first = (await search(client, query="Insulin and diabetes", k=3)).json()
+    second = (await search(client, query="  insulin   AND diabetes ", k=3)).json()
+    assert not first["cached"] and second["cached"]
+    assert [r["id"] for r in first["results"]] == [r["id"] for r in second["results"]]
+    assert second["request_id"] != first["request_id"]
+    metrics = (await client.get("/metrics")).text
+    assert "ranking_gateway_cache_hits_total 1.0" in metrics
+    assert 'ranking_gateway_stage_latency_seconds_count{stage="rerank"}' in metrics
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b'{"k": 3}', 422, "invalid_request"),
+        (b'{"query": ""}', 422, "invalid_request"),
+        (b'{"query": "' + b"x" * 2000 + b'"}', 422, "invalid_request"),
+        (b'{"query": "q", "k": 0}', 422, "invalid_request"),
+        (b'{"query": "q", "k": 1000}', 422, "invalid_request"),
+        (b'{"query": "q", "candidates": 0}', 422, "invalid_request"),
+        (b'{"query": "q", "candidates": 100000}', 422, "invalid_request"),
+        (b'{"query": "q", "filter": "x"}', 422, "unknown_field"),
+    ],
+)
+async def test_bad_requests_get_json_errors(client: httpx.AsyncClient, content: bytes, status: int, code: str) -> None:
+    r = await client.post("/v1/search", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == status
+    assert r.json()["error"]["code"] == code and r.json()["error"]["message"]
+    assert "ranking_gateway_cache_misses_total 0.0" in (await client.get("/metrics")).text
+
+
+async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/nothing")).json()["error"]["code"] == "not_found"
+    r = await client.get("/v1/search")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["models"] == {"query_encoder": True, "reranker": True} and ready.json()["documents"] == 30
+
+
+async def test_triton_batches_concurrent_rerank_requests(client: httpx.AsyncClient) -> None:
+    models = client.app.state.gateway.models  # type: ignore[attr-defined]
+
+    async def counts() -> tuple[int, int]:
+        stats = (await models.inference_statistics("reranker"))["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    inferences_before, executions_before = await counts()
+    queries = [f"question number {i} about stars, bread and rocks" for i in range(8)]
+    responses = await asyncio.gather(*(search(client, query=q, k=5, candidates=30) for q in queries))
+    assert all(r.status_code == 200 and r.json()["reranked"] for r in responses), [r.text[-300:] for r in responses]
+    inferences, executions = await counts()
+    inferences -= inferences_before
+    executions -= executions_before
+    assert inferences == 8 * 30  # every pair scored once
+    assert executions < inferences / 16  # chunks of 16 pairs, merged across requests by the batcher
+
+
+async def test_triton_unreachable_is_503(artifacts: ArtifactPaths) -> None:
+    settings = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=2.0)
+    async with gateway_client(settings, f"127.0.0.1:{free_port()}") as client:
+        r = await search(client, query="volcano")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["ready"] is False
