@@ -25,6 +25,8 @@ from ranking_gateway.cache import LruTtlCache, SingleFlightCache
 from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, GatewaySettings
 from ranking_gateway.errors import BackendUnavailable
 from ranking_gateway.metrics import GatewayMetrics
+from ranking_gateway.personalization.gateway import Personalization
+from ranking_gateway.redis_cache import RedisCacheStore, make_redis
 from ranking_gateway.retrieval import DocumentIndex
 from ranking_gateway.schemas import RequestError, SearchRequest
 from ranking_gateway.search import SearchService
@@ -60,6 +62,8 @@ class Gateway:
     models: TritonModels
     search: SearchService
     metrics: GatewayMetrics
+    personalization: Personalization
+    redis: object | None = None  # the shared redis.asyncio client with --redis-url
 
     @classmethod
     def load(cls, settings: GatewaySettings, triton_url: str, metrics: GatewayMetrics) -> "Gateway":
@@ -71,11 +75,19 @@ class Gateway:
         reranker_tok = (
             TextTokenizer(paths.tokenizer(RERANKER_MODEL), manifest.reranker.max_length) if manifest.reranker else None
         )
-        cache = SingleFlightCache(LruTtlCache(settings.cache.max_entries, settings.cache.ttl_s))
-        search = SearchService(
-            settings, index, models, encoder_tok, reranker_tok, cache, metrics, manifest.version_key
+        redis = make_redis(settings.redis_url) if settings.redis_url else None
+        store = (
+            RedisCacheStore(redis, settings.cache.ttl_s)
+            if redis is not None
+            else LruTtlCache(settings.cache.max_entries, settings.cache.ttl_s)
         )
-        return cls(settings, manifest, index, models, search, metrics)
+        cache = SingleFlightCache(store)
+        personalization = Personalization(settings, index, redis)
+        search = SearchService(
+            settings, index, models, encoder_tok, reranker_tok, cache, metrics, manifest.version_key,
+            personalizer=personalization,
+        )
+        return cls(settings, manifest, index, models, search, metrics, personalization, redis)
 
     @property
     def model_names(self) -> list[str]:
@@ -87,11 +99,15 @@ def create_app(settings: GatewaySettings, triton_url: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.gateway = Gateway.load(settings, triton_url, metrics)
+        app.state.gateway = gw = Gateway.load(settings, triton_url, metrics)
         try:
+            await gw.personalization.start()
             yield
         finally:
-            await app.state.gateway.models.close()
+            await gw.personalization.close()
+            if gw.redis is not None:
+                await gw.redis.aclose()
+            await gw.models.close()
 
     def route(path: str, methods: list[str]):
         def wrap(handler: Callable[[Request, Gateway], Awaitable[Response]]) -> Route:
@@ -117,6 +133,23 @@ def create_app(settings: GatewaySettings, triton_url: str) -> Starlette:
         parsed = SearchRequest.parse(await read_json(request), gw.settings.limits)
         return JSONResponse(await gw.search.search(parsed))
 
+    @route("/v1/events", ["POST"])
+    async def events(request: Request, gw: Gateway) -> Response:
+        # 202 only once the event is in the durable log and the profile is updated
+        await gw.personalization.service.record_event(await read_json(request))
+        return JSONResponse({"accepted": True}, status_code=202)
+
+    @route("/v1/users/{user_id}/profile", ["GET"])
+    async def user_profile(request: Request, gw: Gateway) -> Response:
+        profile = await gw.personalization.service.profile(request.path_params["user_id"])
+        if profile is None:
+            raise RequestError(404, "no_profile", f"no profile for user {request.path_params['user_id']!r}")
+        return JSONResponse(profile)
+
+    @route("/v1/users/{user_id}", ["DELETE"])
+    async def delete_user(request: Request, gw: Gateway) -> Response:
+        return JSONResponse(await gw.personalization.service.erase(request.path_params["user_id"]))
+
     @route("/healthz", ["GET"])
     async def healthz(request: Request, gw: Gateway) -> Response:
         return JSONResponse({"status": "ok"})
@@ -141,7 +174,7 @@ def create_app(settings: GatewaySettings, triton_url: str) -> Starlette:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "internal error; see the gateway log")
 
-    routes = [search, healthz, readyz, metrics_endpoint]
+    routes = [search, events, user_profile, delete_user, healthz, readyz, metrics_endpoint]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

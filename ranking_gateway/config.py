@@ -68,6 +68,21 @@ class SearchLimits:
 
 
 @dataclass(frozen=True)
+class PersonalizationSettings:
+    """Per-user feedback: events, profiles, the personalised score (ranking_gateway.personalization)."""
+
+    # JSON-lines segments; None: `<artifacts>-events/` beside the artifacts directory (a rebuild
+    # replaces that directory, the log must outlive it). With redis_url the Redis stream is used.
+    event_log: Path | None = None
+    event_log_max_bytes: int = 64 << 20  # rotate segments at this size
+    event_log_fsync: bool = True  # fdatasync each group commit before acknowledging (202)
+    half_life_s: float = 3 * 24 * 3600.0  # how fast a profile forgets an interaction
+    max_recent: int = 20  # recent items kept per profile
+    weights: Path | None = None  # `train-personalizer` output; None: the default weights
+    log_impressions: bool = True  # impressions feed `train-personalizer`
+
+
+@dataclass(frozen=True)
 class GatewaySettings:
     artifacts: Path
     host: str = "127.0.0.1"
@@ -79,3 +94,5 @@ class GatewaySettings:
     snippet_chars: int = 240
     cache: CacheSettings = field(default_factory=CacheSettings)
     limits: SearchLimits = field(default_factory=SearchLimits)
+    redis_url: str | None = None  # shared profiles, event stream and query cache across gateway processes
+    personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)

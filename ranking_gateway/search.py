@@ -62,7 +62,7 @@ class Personalizer(Protocol):
     """The per-user step. Returns None when it has nothing to say about this user."""
 
     async def personalize(
-        self, user_id: str, candidates: Sequence[Candidate], request_id: str
+        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int
     ) -> list[ScoredCandidate] | None: ...
 
 
@@ -112,11 +112,19 @@ class SearchService:
         timings = {"encode": 0.0, "retrieve": 0.0, "rerank": 0.0} if cached else dict(ranked.timings_ms)
 
         scored = [ScoredCandidate(c, c.base_score) for c in ranked.candidates]
+        degraded, personalized = ranked.degraded, False
         if request.user_id and self.personalizer is not None:
             t0 = time.perf_counter()
-            personalised = await self.personalizer.personalize(request.user_id, ranked.candidates, request_id)
+            try:
+                personalised = await self.personalizer.personalize(
+                    request.user_id, ranked.candidates, request_id, request.k
+                )
+            except BackendUnavailable as exc:  # profile store down: the non-personalised ranking
+                log.warning("personalisation unavailable, answering without it: %s", exc)
+                self.metrics.degraded.labels(reason="personalization_unavailable").inc()
+                personalised, degraded = None, True
             if personalised is not None:
-                scored = personalised
+                scored, personalized = personalised, True
             timings["personalize"] = (time.perf_counter() - t0) * 1000
             self.metrics.observe_stage("personalize", timings["personalize"] / 1000)
 
@@ -126,8 +134,9 @@ class SearchService:
             "request_id": request_id,
             "results": [self._result(s) for s in scored[: request.k]],
             "cached": cached,
-            "degraded": ranked.degraded,
+            "degraded": degraded,
             "reranked": ranked.reranked,
+            "personalized": personalized,
             "timings_ms": {name: round(ms, 3) for name, ms in timings.items()},
         }
 

@@ -29,11 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank-depth", type=int, default=100, help="rerank at most this many candidates")
     p.add_argument("--cache-size", type=int, default=10_000, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=300.0, help="hot-query cache TTL, seconds")
+    p.add_argument("--redis-url", help="redis://host:port/db: profiles, event stream and query cache shared by gateways")
+    p.add_argument("--event-log", type=Path, help="JSON-lines event log directory (default: <artifacts>-events/)")
+    p.add_argument("--event-log-max-mb", type=float, default=64.0, help="rotate event-log segments at this size")
+    p.add_argument(
+        "--no-event-fsync", action="store_true",
+        help="acknowledge events after write() without fdatasync (survives a gateway crash, not a machine crash)",
+    )
+    p.add_argument("--profile-half-life", type=float, default=3 * 24 * 3600.0, help="profile decay half-life, s")
+    p.add_argument("--personalizer-weights", type=Path, help="weights JSON written by `train-personalizer`")
     p.set_defaults(handler=run)
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
-    from ranking_gateway.config import CacheSettings
+    from ranking_gateway.config import CacheSettings, PersonalizationSettings
 
     return GatewaySettings(
         artifacts=args.artifacts,
@@ -43,6 +52,14 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         rerank_chunk_size=args.rerank_chunk_size,
         rerank_depth=args.rerank_depth,
         cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
+        redis_url=args.redis_url,
+        personalization=PersonalizationSettings(
+            event_log=args.event_log,
+            event_log_max_bytes=int(args.event_log_max_mb * (1 << 20)),
+            event_log_fsync=not args.no_event_fsync,
+            half_life_s=args.profile_half_life,
+            weights=args.personalizer_weights,
+        ),
     )
 
 

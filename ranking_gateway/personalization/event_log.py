@@ -31,12 +31,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from ranking_gateway.errors import BackendUnavailable
+
 log = logging.getLogger(__name__)
 
 SEGMENT_RE = re.compile(r"^events-(\d{6,})\.jsonl$")
 
 
-class EventLogUnavailable(Exception):
+class EventLogUnavailable(BackendUnavailable):
     """The log could not persist a record (disk error, Redis down): the API answers 503 and the
     record is not acknowledged."""
 

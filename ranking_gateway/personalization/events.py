@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ranking_gateway.schemas import RequestError
+
 # how much one event of each type pulls the profile towards (or, negative, away from) the document
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = MappingProxyType(
     {"click": 1.0, "dwell": 1.5, "purchase": 3.0, "skip": -0.5}
@@ -24,23 +26,25 @@ MAX_ID_LENGTH = 256
 MAX_CLOCK_SKEW_S = 300.0
 
 
-class EventError(ValueError):
-    """A refused event: `status` is the HTTP status, `code` a stable machine-readable name."""
+class EventError(RequestError):
+    """A refused event (422 `invalid_request` unless a subclass says otherwise); the gateway
+    answers it like any other `RequestError`."""
 
-    status = 422
-    code = "invalid_event"
+    STATUS, CODE = 422, "invalid_request"
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(self.STATUS, self.CODE, message)
 
     def to_json(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
 
 
+class UnknownField(EventError):
+    CODE = "unknown_field"
+
+
 class UnknownDocument(EventError):
-    status = 404
-    code = "unknown_document"
+    STATUS, CODE = 404, "unknown_document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +115,7 @@ def parse_event(
         raise EventError("the body must be a JSON object")
     unknown = sorted(set(body) - EVENT_FIELDS)
     if unknown:
-        raise EventError(f"unknown field(s): {', '.join(map(repr, unknown))}")
+        raise UnknownField(f"unknown field(s): {', '.join(unknown)}")
     user_id = _identifier(body, "user_id", required=True)
     doc_id = _identifier(body, "doc_id", required=True)
     request_id = _identifier(body, "request_id", required=False)

@@ -17,11 +17,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ranking_gateway.errors import BackendUnavailable
+
 DEFAULT_HALF_LIFE_S = 3 * 24 * 3600.0
 DEFAULT_MAX_RECENT = 20
 
 
-class ProfileStoreUnavailable(Exception):
+class ProfileStoreUnavailable(BackendUnavailable):
     """The profile store (Redis) cannot answer: events get a 503, searches the non-personalised
     ranking marked degraded."""
 
