@@ -1,0 +1,94 @@
+"""Real `ranking-gateway serve` processes: an acknowledged event survives SIGKILL, and two
+gateways share profiles and the query cache through a real redis-server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.personalization.event_log import read_records
+from tests.personalization.conftest import free_port
+
+QUERY = {"query": "facts about science and nature", "k": 30, "candidates": 30}
+
+
+@contextmanager
+def serve(artifacts: ArtifactPaths, triton_url: str, log_path: Path, *extra: str) -> Iterator[httpx.Client]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root),
+           "--triton-url", triton_url, "--port", str(port), *extra]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"gateway exited: {log_path.read_text()[-2000:]}"
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "gateway did not start"
+            time.sleep(0.2)
+        client.process = proc  # type: ignore[attr-defined]
+        yield client
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_acknowledged_events_survive_sigkill_of_the_gateway(artifacts, triton, tmp_path):
+    events_dir = tmp_path / "events"
+    docs = ["cooking-0", "cooking-1", "cooking-2", "medicine-3"]
+    with serve(artifacts, triton.grpc_url, tmp_path / "gw.log", "--event-log", str(events_dir)) as gw:
+        def post(i: int) -> int:
+            body = {"user_id": "kim", "doc_id": docs[i % len(docs)], "type": "click", "position": i}
+            return gw.post("/v1/events", json=body).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, range(40)))
+        assert statuses == [202] * 40
+        os.kill(gw.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        gw.process.wait()  # type: ignore[attr-defined]
+    logged = [r for r in read_records(events_dir) if r["kind"] == "event"]
+    assert sorted(r["position"] for r in logged) == list(range(40))
+    # a restarted gateway rebuilds the profile from the log
+    with serve(artifacts, triton.grpc_url, tmp_path / "gw.log", "--event-log", str(events_dir)) as gw:
+        profile = gw.get("/v1/users/kim/profile").json()
+        assert profile["events"] == {"click": 40}
+
+
+def test_two_gateway_processes_share_profiles_and_cache_through_redis(artifacts, triton, tmp_path, redis_url):
+    flags = ("--redis-url", redis_url)
+    with serve(artifacts, triton.grpc_url, tmp_path / "a.log", *flags) as a, \
+         serve(artifacts, triton.grpc_url, tmp_path / "b.log", *flags) as b:
+        base = a.post("/v1/search", json=QUERY).json()
+        assert not base["cached"]
+        clicked = base["results"][-3]["id"]
+        assert a.post("/v1/events", json={"user_id": "lee", "doc_id": clicked, "type": "click",
+                                          "request_id": base["request_id"]}).status_code == 202
+        from_b = b.post("/v1/search", json={**QUERY, "user_id": "lee"}).json()
+        assert from_b["cached"] and from_b["personalized"]  # b reuses a's cached ranking and a's profile
+        order = [r["id"] for r in from_b["results"]]
+        assert order.index(clicked) < [r["id"] for r in base["results"]].index(clicked) - 5
+        assert b.get("/v1/users/lee/profile").json()["events"] == {"click": 1}
+        assert b.delete("/v1/users/lee").json()["records_removed"] >= 1
+        assert a.get("/v1/users/lee/profile").status_code == 404
+        assert a.post("/v1/search", json={**QUERY, "user_id": "lee"}).json()["results"] == base["results"]
