@@ -43,14 +43,32 @@ def test_profile_similarity_and_recency_features():
     assert feats(skipped, [5, 4, 3, 2, 1, 0])[0, 3] == pytest.approx(-1.0)
 
 
-def test_a_click_moves_a_document_up_but_does_not_bury_a_clear_reranker_winner():
-    scorer = PersonalScorer()
-    close = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75]  # near-ties: the profile decides
-    order, _ = scorer.rank(feats(profile_of(4), close, now=10**6))
-    assert list(order).index(4) < 4
-    wide = [10.0, 0.1, 0.0, -0.1, -0.2, -0.3]  # d0 is far ahead: it stays first
-    order, scores = scorer.rank(feats(profile_of(4), wide, now=10**6))
-    assert order[0] == 0 and np.all((scores > 0) & (scores < 1))
+def spread_candidates(sims):
+    """Unit vectors whose cosine to e0 (the profile) are exactly `sims`."""
+    emb = np.zeros((len(sims), len(sims) + 1), dtype=np.float32)
+    for i, sim in enumerate(sims):
+        emb[i, 0], emb[i, i + 1] = sim, np.sqrt(1 - sim**2)
+    return emb
+
+
+def test_the_profile_moves_a_document_a_few_places_but_not_past_a_clear_reranker_winner():
+    # a realistic spread: candidates' cosines to a profile differ by a few tenths
+    sims = [0.2, 0.3, 0.3, 0.25, 0.35, 0.3, 0.2, 0.3, 0.25, 0.65]
+    emb = spread_candidates(sims)
+    profile = apply_event(None, user_id="u", doc_id="elsewhere", type="click", weight=1.0, ts=0.0,
+                          embedding=np.eye(1, emb.shape[1], 0)[0], half_life_s=3600.0)
+    ids = [f"c{i}" for i in range(10)]
+
+    def rank(primary):
+        f = candidate_features(profile, doc_ids=ids, embeddings=emb, primary=np.asarray(primary),
+                               retrieval=np.asarray(primary), now=0.0)
+        return list(PersonalScorer().rank(f)[0])
+
+    evenly = rank(np.linspace(1.0, 0.0, 10))  # evenly spaced reranker scores
+    assert 1 <= 9 - evenly.index(9) <= 5  # the profile's favourite climbs, a few places
+    assert evenly[0] == 0
+    winner = rank([5.0, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1])  # c0 is far ahead
+    assert winner[0] == 0 and winner.index(9) < 9
 
 
 def test_weights_round_trip_and_are_validated(tmp_path):
