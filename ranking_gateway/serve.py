@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 from pathlib import Path
 
 from ranking_gateway.artifacts import ArtifactPaths
@@ -63,6 +64,12 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     )
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then re-raises it; we turn that into a clean
+    exit so the embedded Triton is stopped by the `with` block rather than by the kernel."""
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     paths = ArtifactPaths(settings.artifacts)
     if not paths.manifest.is_file():
         raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as stack:
         triton_url = settings.triton_url
         if triton_url is None:

@@ -1,0 +1,7 @@
+# Triton for the CPU target: the official image plus what the python-backend models import.
+# (The TensorRT target needs nothing beyond the official image.) Set TORCH_INDEX_URL to the
+# PyTorch CPU wheel index to avoid pulling the CUDA build of torch.
+FROM nvcr.io/nvidia/tritonserver:24.10-py3
+ARG TORCH_INDEX_URL=""
+RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url $TORCH_INDEX_URL} \
+        "numpy<2" torch==2.13.0 "transformers>=4.45" "onnxruntime>=1.18"
