@@ -1,4 +1,4 @@
-"""The `ranking-gateway` console script.
+"""ranking-gateway: build, serve, train and evaluate a Triton-hosted search ranking stack.
 
 Each subcommand lives in its own module exposing `register(subparsers)`; this file only wires
 them together, so a feature adds its command without touching the others.
@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ranking_gateway.training.command",
     "ranking_gateway.evaluation.command",
     "ranking_gateway.personalization.command",
+    "ranking_gateway.quickstart.command",
 )
 
 
