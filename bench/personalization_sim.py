@@ -1,0 +1,428 @@
+"""Simulated-user benchmark of real-time personalisation.
+
+Users have a latent interest: one topic cluster of the corpus (spherical k-means over the
+document embeddings). A user's personal relevance of a document is 1 when it lies in the user's
+cluster, 0 otherwise. Each user issues queries whose candidate lists hold some documents of their
+cluster (but not only those), looks at the top 10 and clicks by a position-biased click model:
+rank r is examined with probability 1/r^eta, an examined relevant document is clicked with
+probability --p-click, an irrelevant one with --p-noise. After 0, 1, 3 and 10 clicks we measure
+NDCG@10 against the user's personal relevance on held-out queries of that user (never the ones
+clicked on), personalised and not.
+
+Two modes:
+* in-process (default): the real `Personalizer` (event validation, JSONL event log, profile store,
+  scorer) on top of a non-personalised ranking computed here by exact inner product over the
+  index's embeddings (the retrieval score stands in for the reranker score);
+* `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
+  without `user_id`, `POST /v1/events`), which also measures the latency of `POST /v1/events` and
+  the time from an event's acknowledgement to a search answering with the changed ranking.
+
+Writes `--out-dir/personalization_sim.json` and `.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHECKPOINTS = (0, 1, 3, 10)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_index(embeddings_path: Path, documents_path: Path) -> tuple[np.ndarray, list[str]]:
+    """Document embeddings (row i = i-th line of the documents file) and the document ids."""
+    embeddings = np.load(embeddings_path)
+    with documents_path.open(encoding="utf-8") as fh:
+        ids = [json.loads(line)["_id"] for line in fh if line.strip()]
+    if len(ids) != len(embeddings):
+        raise SystemExit(f"{documents_path}: {len(ids)} documents but {len(embeddings)} embeddings")
+    return embeddings.astype(np.float32), ids
+
+
+def load_queries(path: Path) -> tuple[list[str], list[str]]:
+    """(ids, texts) of a BEIR queries.jsonl."""
+    with path.open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [str(r["_id"]) for r in rows], [r["text"] for r in rows]
+
+
+def load_qrels(directory: Path | None) -> dict[str, dict[str, float]]:
+    """query id -> {doc id: grade} from every BEIR qrels/*.tsv (header line skipped)."""
+    qrels: dict[str, dict[str, float]] = {}
+    for tsv in sorted(directory.glob("*.tsv")) if directory else []:
+        for line in tsv.read_text(encoding="utf-8").splitlines()[1:]:
+            qid, did, grade = line.split("\t")[:3]
+            if float(grade) > 0:
+                qrels.setdefault(qid, {})[did] = float(grade)
+    return qrels
+
+
+def embed_queries(texts: list[str], artifacts: Path | None, cache: Path) -> np.ndarray:
+    """Query embeddings with the stack's own encoder, cached next to the results."""
+    if cache.exists():
+        cached = np.load(cache)
+        if len(cached) == len(texts):
+            return cached
+    from transformers import AutoTokenizer
+
+    from ranking_gateway.models import SentenceEncoder, default_encoder_path, encode_texts
+
+    tokenizer_dir = artifacts / "tokenizers" / "query_encoder" if artifacts else None
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir if tokenizer_dir and tokenizer_dir.exists()
+                                                   else default_encoder_path()))
+    encoder = SentenceEncoder(default_encoder_path())
+    out = encode_texts(encoder, tokenizer, texts, max_length=64, progress="embedding queries", bf16=False)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 25) -> np.ndarray:
+    centres = x[rng.choice(len(x), size=k, replace=False)].copy()
+    labels = np.zeros(len(x), dtype=np.int64)
+    for _ in range(iterations):
+        labels = np.argmax(x @ centres.T, axis=1)
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c = members.sum(axis=0)
+                centres[j] = c / max(np.linalg.norm(c), 1e-12)
+    return labels
+
+
+def ndcg_at(ranked: list[str], rel: dict[str, float], ideal_pool: list[float], k: int = 10) -> float:
+    dcg = sum(rel.get(d, 0.0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted(ideal_pool, reverse=True)[:k]
+    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+@dataclass
+class Ranking:
+    doc_ids: list[str]
+    request_id: str
+    cached: bool | None = None
+
+
+class InProcessBackend:
+    """The real Personalizer over an exact inner-product candidate ranking."""
+
+    def __init__(self, embeddings: np.ndarray, ids: list[str], queries: np.ndarray, candidates: int,
+                 log_dir: Path, weights: Path | None) -> None:
+        from ranking_gateway.personalization.event_log import JsonlEventLog
+        from ranking_gateway.personalization.profiles import InMemoryProfileStore
+        from ranking_gateway.personalization.scorer import PersonalScorer
+        from ranking_gateway.personalization.service import Personalizer
+
+        doc_index = {d: i for i, d in enumerate(ids)}
+        scorer = PersonalScorer.load(weights) if weights else PersonalScorer()
+        self.store = InMemoryProfileStore()
+        self.log = JsonlEventLog(log_dir)
+        self.personalizer = Personalizer(embeddings=embeddings, doc_index=doc_index, store=self.store,
+                                         event_log=self.log, scorer=scorer)
+        self.ids = ids
+        scores = queries @ embeddings.T
+        self.top = np.argsort(-scores, axis=1)[:, :candidates]
+        self.top_scores = np.take_along_axis(scores, self.top, axis=1)
+
+    def candidates(self, q: int) -> list[str]:
+        return [self.ids[i] for i in self.top[q]]
+
+    async def search(self, q: int, user: str | None, k: int = 10, log: bool = True) -> Ranking:
+        request_id = uuid.uuid4().hex
+        doc_ids = self.candidates(q)
+        self.personalizer.log_impressions = log
+        result = await self.personalizer.personalize(
+            user_id=user, request_id=request_id, doc_ids=doc_ids, primary=self.top_scores[q],
+            retrieval=self.top_scores[q], k=k)
+        order = result.order if result is not None else range(min(k, len(doc_ids)))
+        return Ranking([doc_ids[i] for i in order], request_id)
+
+    async def event(self, body: dict[str, Any]) -> None:
+        await self.personalizer.record_event(body)
+
+    async def close(self) -> None:
+        await self.log.close()
+
+
+class HttpBackend:
+    """The served gateway."""
+
+    def __init__(self, url: str, query_texts: list[str], candidates: int) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=url, timeout=60.0)
+        self.texts = query_texts
+        self.n_candidates = candidates
+        self._candidates: dict[int, list[str]] = {}
+        self.event_latency_ms: list[float] = []
+        self.failed_queries: set[int] = set()
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.client.post(path, json=body)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{path} -> {response.status_code}: {response.text[:300]}")
+        return response.json()
+
+    async def prefetch(self, q: int) -> bool:
+        """The query's non-personalised candidates; False (and counted) when the gateway fails it."""
+        if q not in self._candidates:
+            try:
+                out = await self._post("/v1/search", {"query": self.texts[q], "k": self.n_candidates,
+                                                      "candidates": self.n_candidates})
+            except RuntimeError as exc:
+                print(f"  query {q} skipped: {exc}", file=sys.stderr)
+                self.failed_queries.add(q)
+                return False
+            self._candidates[q] = [r["id"] for r in out["results"]]
+        return q not in self.failed_queries
+
+    def candidates(self, q: int) -> list[str]:
+        return self._candidates[q]
+
+    async def search(self, q: int, user: str | None, k: int = 10, log: bool = True) -> Ranking:
+        body: dict[str, Any] = {"query": self.texts[q], "k": k, "candidates": self.n_candidates}
+        if user:
+            body["user_id"] = user
+        out = await self._post("/v1/search", body)
+        return Ranking([r["id"] for r in out["results"]], out["request_id"], out.get("cached"))
+
+    async def event(self, body: dict[str, Any]) -> None:
+        start = time.perf_counter()
+        response = await self.client.post("/v1/events", json=body)
+        self.event_latency_ms.append((time.perf_counter() - start) * 1e3)
+        if response.status_code != 202:
+            raise RuntimeError(f"/v1/events -> {response.status_code}: {response.text[:300]}")
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+@dataclass
+class SimUser:
+    name: str
+    cluster: int
+    eval_queries: list[int]
+    click_queries: list[int]
+    ndcg: dict[int, list[float]] = field(default_factory=dict)  # clicks -> see evaluate()
+
+
+def pick_users(args, labels: np.ndarray, candidate_lists: np.ndarray, rng: np.random.Generator) -> list[SimUser]:
+    in_cluster = labels[candidate_lists]  # [queries, candidates]
+    users: list[SimUser] = []
+    clusters = np.arange(labels.max() + 1)
+    attempts = 0
+    while len(users) < args.users and attempts < 100 * args.users:
+        attempts += 1
+        c = int(rng.choice(clusters))
+        share = (in_cluster == c).mean(axis=1)
+        top10 = (in_cluster[:, :10] == c).sum(axis=1)
+        # the user's cluster is present among the candidates but does not already own the top 10
+        eligible = np.flatnonzero((share >= args.min_share) & (top10 <= 6))
+        if len(eligible) < args.eval_queries + args.click_queries // 2:
+            continue
+        chosen = rng.permutation(eligible)
+        users.append(SimUser(f"sim-{uuid.uuid4().hex[:8]}-{len(users)}", c,
+                             [int(q) for q in chosen[: args.eval_queries]],
+                             [int(q) for q in chosen[args.eval_queries: args.eval_queries + args.click_queries]]))
+    return users
+
+
+async def evaluate(backend, user: SimUser, labels_of: dict[str, int], qrels: list[dict[str, float]]) -> list[float]:
+    """Mean over the user's eval queries of [personal NDCG@10 personalised, not personalised,
+    query-relevance (qrels) NDCG@10 personalised, not personalised]."""
+    rows = []
+    for q in user.eval_queries:
+        pool = backend.candidates(q)
+        rel = {d: 1.0 for d in pool if labels_of[d] == user.cluster}
+        ideal = [rel.get(d, 0.0) for d in pool]
+        personal = (await backend.search(q, user.name, log=False)).doc_ids
+        base = (await backend.search(q, None, log=False)).doc_ids
+        qrel = qrels[q]
+        qideal = list(qrel.values())
+        rows.append([ndcg_at(personal, rel, ideal), ndcg_at(base, rel, ideal),
+                     ndcg_at(personal, qrel, qideal), ndcg_at(base, qrel, qideal)])
+    return np.mean(rows, axis=0).tolist()
+
+
+async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int], qrels, rng) -> dict[str, Any]:
+    ack_to_change_ms: list[float] = []
+    next_request_changed: list[bool] = []
+    for n, user in enumerate(users):
+        if hasattr(backend, "prefetch"):
+            failed = [q for q in user.eval_queries + user.click_queries if not await backend.prefetch(q)]
+            user.eval_queries = [q for q in user.eval_queries if q not in failed]
+            user.click_queries = [q for q in user.click_queries if q not in failed]
+            if not user.eval_queries:
+                continue
+        user.ndcg[0] = await evaluate(backend, user, labels_of, qrels)
+        clicks = 0
+        for q in user.click_queries:
+            shown = await backend.search(q, user.name)
+            for r, doc in enumerate(shown.doc_ids, start=1):
+                if rng.random() >= 1.0 / r**args.eta:
+                    continue
+                relevant = labels_of[doc] == user.cluster
+                if rng.random() >= (args.p_click if relevant else args.p_noise):
+                    continue
+                await backend.event({"user_id": user.name, "doc_id": doc, "type": "click",
+                                     "request_id": shown.request_id, "position": r})
+                acked = time.perf_counter()
+                if args.url:  # the very next request: does it already answer the changed ranking?
+                    after = await backend.search(q, user.name, log=False)
+                    ack_to_change_ms.append((time.perf_counter() - acked) * 1e3)
+                    next_request_changed.append(after.doc_ids != shown.doc_ids)
+                clicks += 1
+                if clicks in CHECKPOINTS:
+                    user.ndcg[clicks] = await evaluate(backend, user, labels_of, qrels)
+                if clicks >= CHECKPOINTS[-1]:
+                    break
+            if clicks >= CHECKPOINTS[-1]:
+                break
+        if (n + 1) % 25 == 0:
+            print(f"  {n + 1}/{len(users)} users", file=sys.stderr)
+    results: dict[str, Any] = {}
+    for c in CHECKPOINTS:
+        reached = [u for u in users if c in u.ndcg]
+        if reached:
+            m = np.array([u.ndcg[c] for u in reached])
+            gain = m[:, 0] - m[:, 1]
+            results[str(c)] = {
+                "users": len(reached),
+                "ndcg@10_personalized": float(m[:, 0].mean()),
+                "ndcg@10_not_personalized": float(m[:, 1].mean()),
+                "gain": float(gain.mean()),
+                "gain_ci95": float(1.96 * gain.std(ddof=1) / math.sqrt(len(reached))) if len(reached) > 1 else None,
+                "query_ndcg@10_personalized": float(m[:, 2].mean()),
+                "query_ndcg@10_not_personalized": float(m[:, 3].mean()),
+            }
+    out: dict[str, Any] = {"ndcg_by_clicks": results}
+    if args.url:
+        lat = np.array(backend.event_latency_ms)
+        out["events_latency_ms"] = {p: float(np.percentile(lat, q)) for p, q in
+                                    (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))} | {"n": int(len(lat))}
+        ack = np.array(ack_to_change_ms)
+        out["ack_to_next_search_ms"] = {"p50": float(np.percentile(ack, 50)), "p99": float(np.percentile(ack, 99)),
+                                        "n": int(len(ack))}
+        out["next_request_changed_fraction"] = float(np.mean(next_request_changed)) if next_request_changed else None
+        out["queries_failed_by_gateway"] = sorted(backend.failed_queries)
+    return out
+
+
+def plot(results: dict[str, Any], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [int(c) for c in results]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [results[c]["ndcg@10_personalized"] for c in results], "o-", label="personalised")
+    ax.plot(xs, [results[c]["ndcg@10_not_personalized"] for c in results], "s--", label="not personalised")
+    ax.set_xlabel("clicks so far")
+    ax.set_ylabel("NDCG@10 (personal relevance)")
+    ax.set_xticks(xs)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--artifacts", type=Path, help="build output: index/embeddings.npy + index/documents.jsonl")
+    p.add_argument("--embeddings", type=Path, help="instead of --artifacts: document embeddings .npy ...")
+    p.add_argument("--corpus", type=Path, help="... and the corpus.jsonl whose line order they follow")
+    p.add_argument("--queries", type=Path, required=True, help="queries.jsonl ({_id, text})")
+    p.add_argument("--qrels", type=Path, help="BEIR qrels/ directory: also report query-relevance NDCG@10")
+    p.add_argument("--url", help="served gateway base URL; default: in-process")
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--clusters", type=int, default=20)
+    p.add_argument("--candidates", type=int, default=100)
+    p.add_argument("--eval-queries", type=int, default=5)
+    p.add_argument("--click-queries", type=int, default=40)
+    p.add_argument("--min-share", type=float, default=0.05, help="least share of a user's cluster among a query's candidates")
+    p.add_argument("--eta", type=float, default=1.0, help="position bias: P(examine rank r) = 1/r^eta")
+    p.add_argument("--p-click", type=float, default=0.9)
+    p.add_argument("--p-noise", type=float, default=0.05)
+    p.add_argument("--weights", type=Path, help="personaliser weights JSON (in-process mode)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
+    p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="query-embedding cache (git-ignored)")
+    p.add_argument("--log-dir", type=Path, help="in-process event log directory (default: a temp dir)")
+    return p.parse_args(argv)
+
+
+async def amain(args: argparse.Namespace) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    if args.artifacts:
+        embeddings, ids = load_index(args.artifacts / "index" / "embeddings.npy",
+                                     args.artifacts / "index" / "documents.jsonl")
+    elif args.embeddings and args.corpus:
+        embeddings, ids = load_index(args.embeddings, args.corpus)
+    else:
+        raise SystemExit("give --artifacts, or --embeddings and --corpus")
+    query_ids, texts = load_queries(args.queries)
+    qrels_by_id = load_qrels(args.qrels)
+    qrels = [qrels_by_id.get(q, {}) for q in query_ids]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    queries = embed_queries(texts, args.artifacts, args.cache_dir / f"query_embeddings-{digest}.npy")
+    labels = spherical_kmeans(embeddings, args.clusters, rng)
+    labels_of = dict(zip(ids, labels.tolist()))
+    candidate_lists = np.argsort(-(queries @ embeddings.T), axis=1)[:, : args.candidates]
+    users = pick_users(args, labels, candidate_lists, rng)
+    print(f"{len(users)} simulated users, {args.clusters} clusters, {len(texts)} queries", file=sys.stderr)
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="personalization_sim_"))
+    if args.url:
+        backend: Any = HttpBackend(args.url, texts, args.candidates)
+    else:
+        backend = InProcessBackend(embeddings, ids, queries, args.candidates, log_dir, args.weights)
+    start = time.perf_counter()
+    try:
+        results = await simulate(args, backend, users, labels_of, qrels, rng)
+    finally:
+        await backend.close()
+    results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    results["config"]["mode"] = "http" if args.url else "in-process"
+    results["config"]["event_log"] = None if args.url else str(log_dir)
+    results["wall_s"] = time.perf_counter() - start
+    return results
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results = asyncio.run(amain(args))
+    stem = "personalization_sim" + ("_http" if args.url else "")
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results["ndcg_by_clicks"], args.out_dir / f"{stem}.png",
+         f"{results['config']['mode']}: {args.users} users, eta={args.eta}, {args.clusters} clusters")
+    print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
