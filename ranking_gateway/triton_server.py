@@ -137,6 +137,7 @@ class EmbeddedTriton:
             "--allow-metrics=true",
             "--disable-auto-complete-config",
             "--exit-on-error=true",
+            "--exit-timeout-secs=10",
             "--log-verbose=0",
         ]
         log_path = self.log_path or Path(self._workdir.name) / "tritonserver.log"
