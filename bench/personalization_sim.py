@@ -213,6 +213,11 @@ class HttpBackend:
         if response.status_code != 202:
             raise RuntimeError(f"/v1/events -> {response.status_code}: {response.text[:300]}")
 
+    async def profile(self, user: str) -> dict[str, Any]:
+        response = await self.client.get(f"/v1/users/{user}/profile")
+        response.raise_for_status()
+        return response.json()
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -270,6 +275,7 @@ async def evaluate(backend, user: SimUser, labels_of: dict[str, int], qrels: lis
 async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int], qrels, rng) -> dict[str, Any]:
     ack_to_change_ms: list[float] = []
     next_request_changed: list[bool] = []
+    profile_has_event: list[bool] = []
     for n, user in enumerate(users):
         if hasattr(backend, "prefetch"):
             failed = [q for q in user.eval_queries + user.click_queries if not await backend.prefetch(q)]
@@ -294,6 +300,8 @@ async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int
                     after = await backend.search(q, user.name, log=False)
                     ack_to_change_ms.append((time.perf_counter() - acked) * 1e3)
                     next_request_changed.append(after.doc_ids != shown.doc_ids)
+                    profile = await backend.profile(user.name)
+                    profile_has_event.append(sum(profile["events"].values()) == clicks + 1)
                 clicks += 1
                 if clicks in CHECKPOINTS:
                     user.ndcg[clicks] = await evaluate(backend, user, labels_of, qrels)
@@ -327,6 +335,7 @@ async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int
         out["ack_to_next_search_ms"] = {"p50": float(np.percentile(ack, 50)), "p99": float(np.percentile(ack, 99)),
                                         "n": int(len(ack))}
         out["next_request_changed_fraction"] = float(np.mean(next_request_changed)) if next_request_changed else None
+        out["next_profile_read_has_event_fraction"] = float(np.mean(profile_has_event)) if profile_has_event else None
         out["queries_failed_by_gateway"] = sorted(backend.failed_queries)
     return out
 
@@ -370,6 +379,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--p-noise", type=float, default=0.05)
     p.add_argument("--weights", type=Path, help="personaliser weights JSON (in-process mode)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="suffix of the output file names")
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="query-embedding cache (git-ignored)")
     p.add_argument("--log-dir", type=Path, help="in-process event log directory (default: a temp dir)")
@@ -416,7 +426,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     results = asyncio.run(amain(args))
-    stem = "personalization_sim" + ("_http" if args.url else "")
+    stem = "personalization_sim" + ("_http" if args.url else "") + (f"_{args.tag}" if args.tag else "")
     (args.out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results["ndcg_by_clicks"], args.out_dir / f"{stem}.png",
          f"{results['config']['mode']}: {args.users} users, eta={args.eta}, {args.clusters} clusters")
