@@ -118,6 +118,11 @@ class EmbeddedTriton:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONHOME"] = sys.base_prefix
+        # the stub also finds its environment through the `python3` on PATH: make it ours, so a
+        # venv that is not activated (CI, a service manager) still gives the models torch
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        if sys.prefix != sys.base_prefix:
+            env["VIRTUAL_ENV"] = sys.prefix
         return env
 
     def start(self) -> "EmbeddedTriton":
