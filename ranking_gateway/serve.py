@@ -64,6 +64,21 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     )
 
 
+def _check_personalization(settings: GatewaySettings) -> None:
+    ps = settings.personalization
+    if not ps.half_life_s > 0:
+        raise CliError("--profile-half-life must be positive")
+    if not ps.event_log_max_bytes > 0:
+        raise CliError("--event-log-max-mb must be positive")
+    if ps.weights is not None:
+        from ranking_gateway.personalization.scorer import PersonalScorer
+
+        try:
+            PersonalScorer.load(ps.weights)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--personalizer-weights {ps.weights}: {exc}") from None
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """uvicorn shuts down gracefully on SIGTERM, then re-raises it; we turn that into a clean
     exit so the embedded Triton is stopped by the `with` block rather than by the kernel."""
@@ -77,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from ranking_gateway.triton_server import EmbeddedTriton
 
     settings = settings_from_args(args)
+    _check_personalization(settings)
     paths = ArtifactPaths(settings.artifacts)
     if not paths.manifest.is_file():
         raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")

@@ -35,9 +35,6 @@ class EventError(RequestError):
     def __init__(self, message: str) -> None:
         super().__init__(self.STATUS, self.CODE, message)
 
-    def to_json(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
-
 
 class UnknownField(EventError):
     CODE = "unknown_field"
