@@ -20,7 +20,7 @@ import numpy as np
 
 from ranking_gateway.personalization.event_log import EventLog
 from ranking_gateway.personalization.events import Event, parse_event, validate_user_id
-from ranking_gateway.personalization.profiles import ProfileStore, ProfileStoreUnavailable, UserProfile
+from ranking_gateway.personalization.profiles import ProfileStore, UserProfile
 from ranking_gateway.personalization.scorer import PersonalScorer, candidate_features
 
 log = logging.getLogger(__name__)
@@ -166,5 +166,3 @@ class Personalizer:
         except Exception as exc:  # noqa: BLE001 - an impression lost must not fail the search
             log.warning("impression of request %s not logged: %s", request_id, exc)
 
-
-__all__ = ["Personalized", "Personalizer", "ProfileStoreUnavailable"]
