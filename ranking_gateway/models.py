@@ -7,6 +7,7 @@ negatives in training, so the served and the offline numbers come from one defin
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -62,6 +63,26 @@ class CrossEncoder(nn.Module):
         return out.logits[:, :1].float()
 
 
+@functools.cache
+def native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AMX or AVX512-BF16).
+
+    With it, bf16 autocast is the fastest CPU path (AMX); without it PyTorch emulates bf16 and
+    is several times *slower* than fp32 (bench/cpu_runtimes.py measures both), so we don't use it.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def fastest_cpu_runtime() -> str:
+    """The CPU target's runtime when the user does not choose one: measured in bench/cpu_runtimes.py
+    (torch bf16 on AMX machines; ONNX Runtime int8 where bf16 would be emulated)."""
+    return "torch_bf16" if native_bf16() else "onnx_int8"
+
+
 @contextlib.contextmanager
 def cpu_inference(bf16: bool) -> Iterator[None]:
     """No-grad inference, with bf16 autocast (AMX on Sapphire Rapids) when asked."""
@@ -76,12 +97,15 @@ def encode_texts(
     *,
     max_length: int,
     batch_size: int = 64,
-    bf16: bool = True,
+    bf16: bool | None = None,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Embed `texts` in-process (float32, L2-normalised), sorted by length to waste little padding."""
+    """Embed `texts` in-process (float32, L2-normalised), sorted by length to waste little padding.
+    `bf16=None`: bf16 autocast only where the CPU has it natively."""
     from tqdm import tqdm
 
+    if bf16 is None:
+        bf16 = native_bf16()
     order = np.argsort([len(t) for t in texts])[::-1]
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     batches = range(0, len(texts), batch_size)

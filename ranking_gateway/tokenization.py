@@ -45,7 +45,9 @@ class TextTokenizer:
 
     def __init__(self, directory: Path, max_length: int) -> None:
         self._tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        self._tok.enable_truncation(max_length=max_length, strategy="only_second")
+        # longest_first: never fails (a single text, or a query longer than the budget) and, the
+        # documents being the longer side, it trims them first
+        self._tok.enable_truncation(max_length=max_length, strategy="longest_first")
         self._tok.enable_padding(pad_to_multiple_of=BUCKET)
         self.max_length = max_length
 

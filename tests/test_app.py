@@ -30,6 +30,12 @@ async def test_search_returns_reranked_results(client: httpx.AsyncClient) -> Non
     assert scores == sorted(scores, reverse=True)
 
 
+async def test_query_longer_than_the_token_budget_is_truncated(client: httpx.AsyncClient) -> None:
+    long_query = " ".join(["volcanic eruptions of magma through the crust"] * 20)[:1000]
+    r = await search(client, query=long_query, k=3, candidates=10)
+    assert r.status_code == 200 and r.json()["reranked"], r.text
+
+
 async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClient) -> None:
     body = (await search(client, query="earthquakes and tectonic plates", k=3, rerank=False)).json()
     assert body["results"][0]["id"] == "geology-0"

@@ -17,9 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
     p.add_argument(
         "--cpu-runtime",
-        choices=["torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"],
-        default="torch_bf16",
-        help="runtime of the CPU target's python-backend models (default: torch_bf16, fastest measured here)",
+        choices=["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"],
+        default="auto",
+        help="runtime of the CPU target's python-backend models (auto: torch_bf16 where the CPU has native "
+        "bf16, i.e. AMX/AVX512-BF16, else onnx_int8; the fastest measured by bench/cpu_runtimes.py)",
     )
     p.add_argument("--max-length", type=int, default=256, help="reranker max tokens per (query, document) pair")
     p.add_argument("--index", choices=["flat", "hnsw"], default="flat", help="FAISS index (default exact inner product)")

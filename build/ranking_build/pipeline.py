@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -24,7 +24,13 @@ from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_
 from ranking_gateway.artifacts import ArtifactPaths, Manifest, ModelEntry, sha256_of
 from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
 from ranking_gateway.errors import CliError
-from ranking_gateway.models import CrossEncoder, SentenceEncoder, default_encoder_path, encode_texts
+from ranking_gateway.models import (
+    CrossEncoder,
+    SentenceEncoder,
+    default_encoder_path,
+    encode_texts,
+    fastest_cpu_runtime,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +156,8 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
 
 
 def run_build(settings: BuildSettings) -> Manifest:
+    if settings.cpu_runtime == "auto":
+        settings = replace(settings, cpu_runtime=fastest_cpu_runtime())
     final = settings.artifacts.resolve()
     staging = final.parent / f".{final.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

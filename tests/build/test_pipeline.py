@@ -7,6 +7,7 @@ import faiss
 import numpy as np
 
 from ranking_gateway.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.models import fastest_cpu_runtime
 
 
 def test_artifacts_layout(artifacts: ArtifactPaths) -> None:
@@ -23,7 +24,7 @@ def test_artifacts_layout(artifacts: ArtifactPaths) -> None:
 def test_manifest_records_models_and_index(artifacts: ArtifactPaths) -> None:
     manifest = Manifest.read(artifacts.root)
     assert manifest.documents == 30 and manifest.embedding_dim == 384
-    assert manifest.target == "cpu" and manifest.cpu_runtime == "torch_bf16"
+    assert manifest.target == "cpu" and manifest.cpu_runtime == fastest_cpu_runtime()
     assert manifest.reranker is not None and manifest.reranker.max_length == 128
     assert manifest.encoder.onnx_max_abs_diff < 1e-3 and manifest.reranker.onnx_max_abs_diff < 1e-3
     assert re.fullmatch(r"[0-9a-f]{64}", manifest.encoder.sha256)
