@@ -5,7 +5,7 @@ backend loads) for each runtime on the same reranker-shaped inputs, and reports 
 latency per batch, the ratio to ONNX Runtime fp32 (the baseline), and the max score deviation
 from PyTorch fp32. Writes JSON and a PNG.
 
-    python bench/cpu_runtimes.py --out runs/bench/cpu_runtimes [--batch 32] [--length 128] [--repeats 15]
+    python bench/cpu_runtimes.py --out bench/results [--batch 32] [--length 128] [--repeats 15]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def model_config(runtime: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs/bench/cpu_runtimes")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     parser.add_argument("--reranker", type=Path, help="HF sequence-classification dir (default: MiniLM + new head)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--length", type=int, default=128)

@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16, help="pairs per request (the gateway's chunk size)")
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/perf_analyzer"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     binary = shutil.which("perf_analyzer")
     if binary is None:

@@ -4,7 +4,7 @@ Each concurrency level sends its own slice of distinct queries (cold: cache miss
 the same slice again (hot: cache hits), so both are measured in one run on the same machine.
 
     python bench/search_latency.py --url http://127.0.0.1:8000 --queries Q.jsonl \
-        [--levels 1 4 16] [--per-level 48] [--candidates 100] [--out runs/bench/search_latency]
+        [--levels 1 4 16] [--per-level 48] [--candidates 100] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--per-level", type=int, default=48)
     parser.add_argument("--candidates", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/search_latency"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
     args.out.mkdir(parents=True, exist_ok=True)
