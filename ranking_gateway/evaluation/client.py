@@ -41,12 +41,23 @@ async def run_mode(
     concurrency: int,
     timeout_s: float,
     transport: httpx.AsyncBaseTransport | None = None,
+    progress: bool = False,
 ) -> ModeResult:
     endpoint = url.rstrip("/") + "/v1/search"
     out = ModeResult(rerank=rerank)
     sem = asyncio.Semaphore(concurrency)
 
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(queries), desc=f"rerank {'on' if rerank else 'off'}", unit="q", disable=not progress)
+
     async def one(client: httpx.AsyncClient, qid: str, text: str) -> None:
+        try:
+            await _one(client, qid, text)
+        finally:
+            bar.update()
+
+    async def _one(client: httpx.AsyncClient, qid: str, text: str) -> None:
         async with sem:
             body = {"query": text, "k": k, "candidates": candidates, "rerank": rerank}
             t0 = time.perf_counter()
@@ -72,6 +83,7 @@ async def run_mode(
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits, transport=transport) as client:
         await asyncio.gather(*(one(client, qid, text) for qid, text in queries.items()))
     out.wall_s = time.perf_counter() - started
+    bar.close()
     return out
 
 

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("%d queries, rerank %s, concurrency %d", len(queries), "on" if rerank else "off", args.concurrency)
         results.append(asyncio.run(run_mode(
             args.url, queries, rerank=rerank, k=args.k, candidates=args.candidates,
-            concurrency=args.concurrency, timeout_s=args.timeout,
+            concurrency=args.concurrency, timeout_s=args.timeout, progress=True,
         )))
     summaries = [summarize(r, qrels) for r in results]
     print_table(summaries)
