@@ -20,12 +20,13 @@ $rg quickstart-corpus --out "$work/collection"
 if [ ! -f "$work/reranker/config.json" ]; then
     step "train the cross-encoder reranker (self-supervised pairs, small step budget)"
     $rg train-reranker --collection "$work/collection" --split train --out "$work/reranker" \
-        --epochs 1 --max-steps "${QUICKSTART_STEPS:-120}" --max-length 128 --batch-queries 4 --negatives 7
+        --epochs 1 --max-steps "${QUICKSTART_STEPS:-40}" --max-length 96 --batch-queries 2 --negatives 3 \
+        --miner bm25 --heldout-fraction 0.03 --eval-candidates 20
 fi
 
 step "build: ONNX export + check, Triton model repository (CPU), corpus embeddings, FAISS index"
 $rg build --corpus "$work/collection/corpus.jsonl" --artifacts "$work/artifacts" \
-    --reranker "$work/reranker" --max-length 128
+    --reranker "$work/reranker" --max-length 128 --document-max-length 128
 
 step "serve: embedded Triton + gateway on http://127.0.0.1:$port"
 $rg serve --artifacts "$work/artifacts" --port "$port" &

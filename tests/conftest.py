@@ -7,6 +7,9 @@ its scores are meaningless, but it exercises the whole export → serve → rera
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -76,3 +79,39 @@ async def client(artifacts: ArtifactPaths, triton) -> AsyncIterator[httpx.AsyncC
     # generous timeout: CI machines are small and shared, a slow answer is not what these tests check
     async with gateway_client(GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120), triton.grpc_url) as c:
         yield c
+
+
+@contextlib.contextmanager
+def serve_process(
+    artifacts: ArtifactPaths, log_path: Path, *extra: str, triton_url: str | None = None, ready: str = "/healthz"
+) -> Iterator[httpx.Client]:
+    """A real `ranking-gateway serve` subprocess on a free port, as a user starts it; the client
+    carries `.process`. Embedded Triton unless `triton_url` is given."""
+    from ranking_gateway.triton_server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root), "--port", str(port)]
+    cmd += ["--triton-url", triton_url] if triton_url else []
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([*cmd, *extra], stdout=log, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, f"gateway exited: {log_path.read_text()[-3000:]}"
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(ready).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "gateway did not become ready"
+            time.sleep(0.2)
+        client.process = proc  # type: ignore[attr-defined]
+        yield client
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

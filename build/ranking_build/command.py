@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bf16, i.e. AMX/AVX512-BF16, else onnx_int8; the fastest measured by bench/cpu_runtimes.py)",
     )
     p.add_argument("--max-length", type=int, default=256, help="reranker max tokens per (query, document) pair")
+    p.add_argument(
+        "--document-max-length", type=int, default=256, help="document tokens when embedding the corpus"
+    )
     p.add_argument("--index", choices=["flat", "hnsw"], default="flat", help="FAISS index (default exact inner product)")
     p.set_defaults(handler=run)
 
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         cpu_runtime=args.cpu_runtime,
         max_length=args.max_length,
+        document_max_length=args.document_max_length,
         index_type=args.index,
     )
     run_build(settings)

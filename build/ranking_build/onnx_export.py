@@ -86,5 +86,11 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time): uses VNNI/AMX."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(onnx_path), str(out_path), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # the quantiser logs one INFO line per tensor on the root logger
+    try:
+        quantize_dynamic(str(onnx_path), str(out_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return out_path

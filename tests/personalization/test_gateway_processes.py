@@ -6,52 +6,17 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 from ranking_gateway.artifacts import ArtifactPaths
 from ranking_gateway.personalization.event_log import read_records
-from tests.personalization.conftest import free_port
+from tests.conftest import serve_process
 
 QUERY = {"query": "facts about science and nature", "k": 30, "candidates": 30}
 
 
-@contextmanager
-def serve(artifacts: ArtifactPaths, triton_url: str, log_path: Path, *extra: str) -> Iterator[httpx.Client]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root),
-           "--triton-url", triton_url, "--port", str(port), *extra]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"gateway exited: {log_path.read_text()[-2000:]}"
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not start"
-            time.sleep(0.2)
-        client.process = proc  # type: ignore[attr-defined]
-        yield client
-    finally:
-        client.close()
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def serve(artifacts: ArtifactPaths, triton_url: str, log_path: Path, *extra: str):
+    return serve_process(artifacts, log_path, *extra, triton_url=triton_url)
 
 
 def test_acknowledged_events_survive_sigkill_of_the_gateway(artifacts, triton, tmp_path):
