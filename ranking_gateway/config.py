@@ -90,6 +90,8 @@ class GatewaySettings:
     triton_url: str | None = None  # gRPC host:port of an external Triton; None: start the embedded one
     rerank_chunk_size: int = 16  # pairs per Triton request; several requests go out concurrently
     rerank_depth: int = 100  # how many of the retrieved candidates the reranker scores at most
+    # 1: rank by the reranker logit; < 1: by alpha * z(logit) + (1 - alpha) * z(retrieval score)
+    rerank_alpha: float = 1.0
     triton_timeout_s: float = 10.0
     snippet_chars: int = 240
     cache: CacheSettings = field(default_factory=CacheSettings)

@@ -24,6 +24,7 @@ from ranking_gateway.errors import BackendUnavailable
 from ranking_gateway.metrics import GatewayMetrics
 from ranking_gateway.retrieval import DocumentIndex
 from ranking_gateway.schemas import SearchRequest
+from ranking_gateway.scoring import interpolate
 from ranking_gateway.tokenization import TextTokenizer
 from ranking_gateway.triton_models import TritonModels
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 class Candidate:
     row: int
     retrieval_score: float
-    rerank_score: float | None  # None: not reranked (reranking off, failed, or beyond the depth)
+    rerank_score: float | None  # reranker logit (or its blend, see rerank_alpha); None: not reranked
 
     @property
     def base_score(self) -> float:
@@ -102,7 +103,8 @@ class SearchService:
     def cache_key(self, request: SearchRequest) -> str:
         rerank = request.rerank and self.has_reranker
         query = normalize_query(request.query, self._casefold)
-        return f"{self.version_key}|c={request.candidates}|r={int(rerank)}|{query}"
+        alpha = f"{self.settings.rerank_alpha:g}" if rerank else "-"
+        return f"{self.version_key}|c={request.candidates}|r={int(rerank)}|a={alpha}|{query}"
 
     async def search(self, request: SearchRequest) -> dict:
         started = time.perf_counter()
@@ -184,9 +186,12 @@ class SearchService:
         texts = [self.index.documents[c.row].full_text for c in head]
         assert self.reranker_tokenizer is not None
         tokens = await anyio.to_thread.run_sync(self.reranker_tokenizer.encode_pairs, query, texts)
-        logits = await self.models.rerank(tokens)
-        order = np.argsort(-logits, kind="stable")
-        return [Candidate(head[i].row, head[i].retrieval_score, float(logits[i])) for i in order] + tail
+        scores = await self.models.rerank(tokens)
+        alpha = self.settings.rerank_alpha
+        if alpha < 1.0:  # blend with the retrieval score: a weak reranker then cannot bury a good first stage
+            scores = interpolate([c.retrieval_score for c in head], scores, alpha)
+        order = np.argsort(-scores, kind="stable")
+        return [Candidate(head[i].row, head[i].retrieval_score, float(scores[i])) for i in order] + tail
 
     def _stage(self, stage: str, started: float) -> float:
         seconds = time.perf_counter() - started

@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--triton-log", type=Path, help="where the embedded Triton writes its log")
     p.add_argument("--rerank-chunk-size", type=int, default=16, help="pairs per reranker request")
     p.add_argument("--rerank-depth", type=int, default=100, help="rerank at most this many candidates")
+    p.add_argument(
+        "--rerank-alpha", type=float, default=1.0,
+        help="1: rank by the reranker logit; <1: blend alpha*z(logit) + (1-alpha)*z(retrieval score) per query",
+    )
     p.add_argument("--cache-size", type=int, default=10_000, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=300.0, help="hot-query cache TTL, seconds")
     p.add_argument("--redis-url", help="redis://host:port/db: profiles, event stream and query cache shared by gateways")
@@ -52,6 +56,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         triton_url=args.triton_url,
         rerank_chunk_size=args.rerank_chunk_size,
         rerank_depth=args.rerank_depth,
+        rerank_alpha=args.rerank_alpha,
         cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
         redis_url=args.redis_url,
         personalization=PersonalizationSettings(
@@ -93,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     _check_personalization(settings)
+    if not 0.0 <= settings.rerank_alpha <= 1.0:
+        raise CliError("--rerank-alpha must be between 0 and 1")
     paths = ArtifactPaths(settings.artifacts)
     if not paths.manifest.is_file():
         raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")

@@ -1,6 +1,7 @@
 """The gateway end to end: httpx → Starlette app → real embedded Triton → real FAISS index."""
 
 import asyncio
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -41,6 +42,19 @@ async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClien
     assert body["results"][0]["id"] == "geology-0"
     assert not body["reranked"]
     assert [r["score"] for r in body["results"]] == [r["retrieval_score"] for r in body["results"]]
+
+
+async def test_rerank_alpha_blends_logits_with_retrieval(artifacts: ArtifactPaths, triton) -> None:
+    query = {"query": "volcanic eruptions and magma", "k": 10, "candidates": 10}
+    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
+    async with gateway_client(replace(base, rerank_alpha=0.0), triton.grpc_url) as client:
+        blended_zero = (await search(client, **query)).json()
+        dense = (await search(client, **query, rerank=False)).json()
+    async with gateway_client(replace(base, rerank_alpha=1.0), triton.grpc_url) as client:
+        pure = (await search(client, **query)).json()
+    # alpha 0: reranked, but in retrieval order; alpha 1: the (untrained) reranker's own order
+    assert blended_zero["reranked"] and [r["id"] for r in blended_zero["results"]] == [r["id"] for r in dense["results"]]
+    assert [r["id"] for r in pure["results"]] != [r["id"] for r in dense["results"]]
 
 
 async def test_hot_query_is_served_from_cache(client: httpx.AsyncClient) -> None:

@@ -17,19 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ranking_gateway.evaluation.metrics import aggregate
-
-
-def zscore(values: list[float]) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64)
-    return (x - x.mean()) / (x.std() + 1e-6) if len(x) > 1 else np.zeros_like(x)
-
-
-def interpolate(retrieval: list[float], logits: list[float], alpha: float) -> list[float]:
-    """alpha * z(logit) + (1 - alpha) * z(retrieval score), z-scored within one query's candidates.
-
-    Per-query z-scores make the two scales comparable without a calibration set.
-    """
-    return list(alpha * zscore(logits) + (1 - alpha) * zscore(retrieval))
+from ranking_gateway.scoring import interpolate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 logits = score_pairs(model, tokenizer, queries[q], [docs[d].full_text for d, _ in head],
                                      args.max_length, native_bf16())
                 for a in per_alpha:
-                    mixed = interpolate([s for _, s in head], logits, float(a))
+                    mixed = list(interpolate([s for _, s in head], logits, float(a)))
                     scores = {d: 1000.0 + s for (d, _), s in zip(head, mixed)}
                     scores.update({d: float(len(cands[q]) - i) for i, (d, _) in enumerate(cands[q]) if i >= args.depth})
                     per_alpha[a][q] = scores

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ranking_gateway.personalization.profiles import UserProfile
+from ranking_gateway.scoring import zscore
 
 FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recency", "bias")
 # One z-unit of reranker score is worth what 0.25 of cosine to the profile is: the profile moves
@@ -31,11 +32,6 @@ FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recenc
 # a clearly better reranker match. See docs/personalization.md for the measured effect.
 DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 4.0, 0.5, 0.0)
 DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    std = float(x.std())
-    return (x - x.mean()) / std if std > 1e-9 else np.zeros_like(x)
 
 
 def candidate_features(
@@ -54,8 +50,8 @@ def candidate_features(
     feats = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
     if n == 0:
         return feats
-    feats[:, 0] = _zscore(np.asarray(primary, dtype=np.float64))
-    feats[:, 1] = _zscore(np.asarray(retrieval, dtype=np.float64))
+    feats[:, 0] = zscore(np.asarray(primary, dtype=np.float64))
+    feats[:, 1] = zscore(np.asarray(retrieval, dtype=np.float64))
     feats[:, 4] = 1.0
     if profile is None:
         return feats
