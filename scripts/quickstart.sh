@@ -20,8 +20,8 @@ $rg quickstart-corpus --out "$work/collection"
 if [ ! -f "$work/reranker/config.json" ]; then
     step "train the cross-encoder reranker (self-supervised pairs, small step budget)"
     $rg train-reranker --collection "$work/collection" --split train --out "$work/reranker" \
-        --epochs 1 --max-steps "${QUICKSTART_STEPS:-40}" --max-length 96 --batch-queries 2 --negatives 3 \
-        --miner bm25 --heldout-fraction 0.03 --eval-candidates 20
+        --epochs 1 --max-steps "${QUICKSTART_STEPS:-250}" --max-length 96 --batch-queries 4 --negatives 3 \
+        --lr 1e-4 --miner bm25 --heldout-fraction 0.03 --eval-candidates 20
 fi
 
 step "build: ONNX export + check, Triton model repository (CPU), corpus embeddings, FAISS index"

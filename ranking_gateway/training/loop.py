@@ -74,9 +74,11 @@ def set_seed(seed: int) -> None:
 
 
 def tokenize_pairs(tokenizer, queries: Sequence[str], docs: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
-    """Query first, document second; only the document is truncated so the query is always whole."""
+    """Query first, document second; `longest_first` trims the longer side (the document, nearly
+    always) and, unlike `only_second`, does not fail on a query longer than the budget. The gateway
+    tokenises pairs the same way (ranking_gateway/tokenization.py)."""
     return tokenizer(
-        list(queries), list(docs), padding=True, truncation="only_second", max_length=max_length, return_tensors="pt"
+        list(queries), list(docs), padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
     )
 
 
