@@ -6,6 +6,7 @@ exactly which field is wrong and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +45,25 @@ def int_field(body: dict[str, Any], name: str, default: int, low: int, high: int
     return value
 
 
-def optional_str_field(body: dict[str, Any], name: str, max_chars: int = 256) -> str | None:
+def string_field(
+    body: Mapping[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    max_chars: int = 256,
+    error: Callable[[str], RequestError] = invalid,
+) -> str | None:
+    """A non-blank string of at most `max_chars` (ids: user, document, request), or None when
+    absent and not required. `error` builds the exception, so each API keeps its own type."""
     value = body.get(name)
     if value is None:
+        if required:
+            raise error(f"'{name}' is required")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise invalid(f"'{name}' must be a non-empty string or null")
+        raise error(f"'{name}' must be a non-empty string" + ("" if required else " or null"))
     if len(value) > max_chars:
-        raise invalid(f"'{name}' is longer than {max_chars} characters")
+        raise error(f"'{name}' is longer than {max_chars} characters")
     return value
 
 
@@ -84,4 +96,4 @@ class SearchRequest:
         rerank = body.get("rerank", True)
         if not isinstance(rerank, bool):
             raise invalid("'rerank' must be a boolean")
-        return cls(query, k, candidates, rerank, optional_str_field(body, "user_id"))
+        return cls(query, k, candidates, rerank, string_field(body, "user_id"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ranking_gateway.schemas import RequestError
+from ranking_gateway.schemas import RequestError, string_field
 
 # how much one event of each type pulls the profile towards (or, negative, away from) the document
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = MappingProxyType(
@@ -83,16 +83,7 @@ class Event:
 
 
 def _identifier(body: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise EventError(f"'{name}' is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise EventError(f"'{name}' must be a non-empty string")
-    if len(value) > MAX_ID_LENGTH:
-        raise EventError(f"'{name}' is longer than {MAX_ID_LENGTH} characters")
-    return value
+    return string_field(body, name, required=required, max_chars=MAX_ID_LENGTH, error=EventError)
 
 
 def validate_user_id(user_id: object) -> str:
