@@ -23,7 +23,8 @@ from ranking_gateway.scoring import interpolate
 def main(argv: list[str] | None = None) -> int:
     from ranking_gateway.collection import load_collection
     from ranking_gateway.models import default_encoder_path
-    from ranking_gateway.training.loop import native_bf16, score_pairs
+    from ranking_gateway.models import native_bf16
+    from ranking_gateway.training.loop import score_pairs
     from ranking_gateway.training.mining import mine_candidates
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

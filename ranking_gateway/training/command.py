@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ranking_gateway.collection import load_collection
-    from ranking_gateway.models import default_encoder_path
+    from ranking_gateway.models import default_encoder_path, native_bf16
     from ranking_gateway.training.examples import examples_from_qrels, split_heldout
-    from ranking_gateway.training.loop import HeldOut, TrainConfig, native_bf16, train, write_report
+    from ranking_gateway.training.loop import HeldOut, TrainConfig, train, write_report
     from ranking_gateway.training.mining import mine_candidates
 
     if args.epochs < 1 or args.max_length < 16 or args.negatives < 1:

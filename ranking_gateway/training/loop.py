@@ -1,6 +1,6 @@
 """The fine-tuning loop: listwise softmax cross-entropy over (1 positive + N negatives) per query.
 
-bf16 autocast on CPU (where native, see `native_bf16`) for the forward pass, fp32 master weights, AdamW with linear warmup
+bf16 autocast on CPU (where native, see `models.native_bf16`) for the forward pass, fp32 master weights, AdamW with linear warmup
 and decay, a fixed seed, and a held-out NDCG@10 after each epoch; the best epoch is what is saved.
 """
 
@@ -52,19 +52,6 @@ class TrainResult:
     heldout: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
-
-
-def native_bf16() -> bool:
-    """Whether the CPU computes bf16 natively (AMX or AVX512-BF16).
-
-    Without it PyTorch emulates bf16 matmuls and autocast is 10-80x *slower* than fp32 (measured on
-    this project's 2-core VM, which hides AMX), so `auto` falls back to fp32 there.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def set_seed(seed: int) -> None:
