@@ -52,6 +52,14 @@ async def read_json(request: Request) -> object:
         raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
 
 
+def rerank_max_length(settings: GatewaySettings, manifest: Manifest) -> int:
+    """Reranker tokens per pair: `--rerank-max-length`, capped at the build's max_length (the
+    compiled engine's profile stops there; `serve` rejects a larger value before this point)."""
+    assert manifest.reranker is not None
+    built = manifest.reranker.max_length
+    return built if settings.rerank_max_length is None else min(settings.rerank_max_length, built)
+
+
 @dataclass
 class Gateway:
     """What the routes need, built once in the lifespan."""
@@ -69,11 +77,13 @@ class Gateway:
     def load(cls, settings: GatewaySettings, triton_url: str, metrics: GatewayMetrics) -> "Gateway":
         paths = ArtifactPaths(settings.artifacts)
         manifest = Manifest.read(paths.root)
-        index = DocumentIndex(paths)
+        index = DocumentIndex(paths, manifest)
         models = TritonModels(triton_url, settings.triton_timeout_s, settings.rerank_chunk_size)
         encoder_tok = TextTokenizer(paths.tokenizer(ENCODER_MODEL), manifest.encoder.max_length)
         reranker_tok = (
-            TextTokenizer(paths.tokenizer(RERANKER_MODEL), manifest.reranker.max_length) if manifest.reranker else None
+            TextTokenizer(paths.tokenizer(RERANKER_MODEL), rerank_max_length(settings, manifest))
+            if manifest.reranker
+            else None
         )
         redis = make_redis(settings.redis_url) if settings.redis_url else None
         store = (
@@ -158,7 +168,12 @@ def create_app(settings: GatewaySettings, triton_url: str) -> Starlette:
     async def readyz(request: Request, gw: Gateway) -> Response:
         models = await gw.models.ready_models(gw.model_names)
         ready = all(models.values()) and len(gw.index) > 0
-        body = {"ready": ready, "models": models, "documents": len(gw.index), "version": gw.manifest.version_key}
+        body = {
+            "ready": ready, "models": models, "documents": len(gw.index), "version": gw.manifest.version_key,
+            "retrieval": gw.search.retrieval,
+            # how the reranker is served: what an operator comparing two gateways needs to see
+            "rerank": gw.search.rerank_settings(),
+        }
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @route("/metrics", ["GET"])

@@ -40,6 +40,11 @@ class ArtifactPaths:
         return self.index_dir / "documents.jsonl"
 
     @property
+    def bm25_index(self) -> Path:
+        """bm25s index directory (`LexicalIndex`); absent in artifacts built before hybrid retrieval."""
+        return self.index_dir / "bm25"
+
+    @property
     def onnx_dir(self) -> Path:
         return self.root / "onnx"
 
@@ -71,6 +76,22 @@ class ModelEntry:
     max_length: int
     onnx_max_abs_diff: float
     output_dim: int
+    # a reranker's `train-reranker` report: the --rerank-alpha its held-out queries preferred
+    # (serve's default); None where the model came without one
+    recommended_alpha: float | None = None
+
+
+@dataclass
+class LexicalEntry:
+    """The BM25 index beside the dense one: how its tokens were made, so a reader can check
+    it queries with the same rules."""
+
+    path: str  # relative to the artifacts directory
+    method: str  # bm25s scoring variant
+    k1: float
+    b: float
+    stopwords: str
+    vocabulary: int  # distinct terms indexed
 
 
 @dataclass
@@ -86,6 +107,8 @@ class Manifest:
     reranker: ModelEntry | None
     created_unix: float = field(default_factory=time.time)
     format_version: int = 1
+    # None: built before the BM25 index existed; such artifacts serve dense retrieval only
+    bm25: LexicalEntry | None = None
 
     @property
     def version_key(self) -> str:
@@ -101,4 +124,5 @@ class Manifest:
         data = json.loads((directory / MANIFEST_FILE).read_text())
         data["encoder"] = ModelEntry(**data["encoder"])
         data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
+        data["bm25"] = LexicalEntry(**data["bm25"]) if data.get("bm25") else None
         return cls(**data)

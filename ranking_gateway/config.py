@@ -12,6 +12,9 @@ from typing import Literal
 Target = Literal["cpu", "tensorrt"]
 CpuRuntime = Literal["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
 IndexType = Literal["flat", "hnsw"]
+# first stage: FAISS cosine, BM25 (bm25s), or both fused by reciprocal rank (ranking_gateway.fusion)
+RetrievalMode = Literal["dense", "bm25", "hybrid"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "bm25", "hybrid")
 
 ENCODER_MODEL = "query_encoder"
 RERANKER_MODEL = "reranker"
@@ -92,6 +95,14 @@ class GatewaySettings:
     rerank_depth: int = 100  # how many of the retrieved candidates the reranker scores at most
     # 1: rank by the reranker logit; < 1: by alpha * z(logit) + (1 - alpha) * z(retrieval score)
     rerank_alpha: float = 1.0
+    # reranker tokens per (query, document) pair, at most the build's max_length (the TensorRT
+    # profile covers no more); lets one build be served and measured at shorter lengths.
+    # None: the build's max_length
+    rerank_max_length: int | None = None
+    # None: "hybrid" when the artifacts have a BM25 index, else "dense" (older artifacts);
+    # a request's "retrieval" field overrides it
+    retrieval: RetrievalMode | None = None
+    rrf_k: int = 60  # reciprocal rank fusion constant of hybrid retrieval
     triton_timeout_s: float = 10.0
     snippet_chars: int = 240
     cache: CacheSettings = field(default_factory=CacheSettings)

@@ -83,10 +83,29 @@ def fastest_cpu_runtime() -> str:
     return "torch_bf16" if native_bf16() else "onnx_int8"
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto`: the GPU when PyTorch sees one (training and corpus embedding are then minutes, not
+    hours), else the CPU. Serving never uses this: Triton owns the serving device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU")
+    return device
+
+
+def use_bf16(device: torch.device, choice: str = "auto") -> bool:
+    """bf16 autocast: always on a GPU (tensor cores), on a CPU only where it is native."""
+    if choice in ("on", "off"):
+        return choice == "on"
+    return device.type == "cuda" or native_bf16()
+
+
 @contextlib.contextmanager
-def cpu_inference(bf16: bool) -> Iterator[None]:
-    """No-grad inference, with bf16 autocast (AMX on Sapphire Rapids) when asked."""
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+def inference(bf16: bool, device: torch.device | str = "cpu") -> Iterator[None]:
+    """No-grad inference, with bf16 autocast (AMX on Sapphire Rapids, tensor cores on a GPU) when asked."""
+    device_type = torch.device(device).type
+    with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         yield
 
 
@@ -99,13 +118,17 @@ def encode_texts(
     batch_size: int = 64,
     bf16: bool | None = None,
     progress: str | None = None,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Embed `texts` in-process (float32, L2-normalised), sorted by length to waste little padding.
-    `bf16=None`: bf16 autocast only where the CPU has it natively."""
+    `bf16=None`: bf16 autocast where it is fast (a GPU, or a CPU with native bf16).
+    The encoder is moved to `device` for the call and back to the CPU afterwards."""
     from tqdm import tqdm
 
+    device = torch.device(device)
     if bf16 is None:
-        bf16 = native_bf16()
+        bf16 = use_bf16(device)
+    encoder.to(device)
     order = np.argsort([len(t) for t in texts])[::-1]
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
     batches = range(0, len(texts), batch_size)
@@ -114,7 +137,8 @@ def encode_texts(
         enc = tokenizer(
             [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
-        with cpu_inference(bf16):
-            emb = encoder(enc["input_ids"], enc["attention_mask"])
-        out[idx] = emb.float().numpy()
+        with inference(bf16, device):
+            emb = encoder(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+        out[idx] = emb.float().cpu().numpy()
+    encoder.to("cpu")
     return out

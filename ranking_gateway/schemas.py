@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ranking_gateway.config import SearchLimits
+from ranking_gateway.config import RETRIEVAL_MODES, RetrievalMode, SearchLimits
 
 
 class RequestError(Exception):
@@ -74,8 +74,9 @@ class SearchRequest:
     candidates: int
     rerank: bool
     user_id: str | None
+    retrieval: RetrievalMode | None = None  # None: the gateway's `serve --retrieval`
 
-    FIELDS = frozenset({"query", "k", "candidates", "rerank", "user_id"})
+    FIELDS = frozenset({"query", "k", "candidates", "rerank", "user_id", "retrieval"})
 
     @classmethod
     def parse(cls, body: Any, limits: SearchLimits) -> "SearchRequest":
@@ -96,4 +97,7 @@ class SearchRequest:
         rerank = body.get("rerank", True)
         if not isinstance(rerank, bool):
             raise invalid("'rerank' must be a boolean")
-        return cls(query, k, candidates, rerank, string_field(body, "user_id"))
+        retrieval = body.get("retrieval")
+        if retrieval is not None and retrieval not in RETRIEVAL_MODES:
+            raise invalid(f"'retrieval' must be one of {', '.join(RETRIEVAL_MODES)} or null")
+        return cls(query, k, candidates, rerank, string_field(body, "user_id"), retrieval)

@@ -19,11 +19,11 @@ import anyio.to_thread
 import numpy as np
 
 from ranking_gateway.cache import SingleFlightCache
-from ranking_gateway.config import GatewaySettings
+from ranking_gateway.config import GatewaySettings, RetrievalMode
 from ranking_gateway.errors import BackendUnavailable
 from ranking_gateway.metrics import GatewayMetrics
-from ranking_gateway.retrieval import DocumentIndex
-from ranking_gateway.schemas import SearchRequest
+from ranking_gateway.retrieval import DocumentIndex, fuse, resolve_retrieval
+from ranking_gateway.schemas import RequestError, SearchRequest
 from ranking_gateway.scoring import interpolate
 from ranking_gateway.tokenization import TextTokenizer
 from ranking_gateway.triton_models import TritonModels
@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """One first-stage candidate.
+
+    `retrieval_score` is the first stage's own score: the cosine (dense), the BM25 score (bm25)
+    or the reciprocal-rank-fusion score (hybrid, sum of 1/(rrf_k + rank), at most 2/(rrf_k+1)).
+    The three scales differ, and nothing compares them raw: the `--rerank-alpha` blend
+    (`scoring.interpolate`) and the personaliser's `retrieval` feature
+    (`personalization.scorer.candidate_features`) both z-score it within the query's candidates,
+    so a weight fitted on one mode keeps meaning "how strongly the first stage favours this
+    document" in another, and no per-mode calibration is needed. (Returning the cosine in
+    hybrid mode instead would hide the lexical evidence from both.)
+    """
+
     row: int
     retrieval_score: float
     rerank_score: float | None  # reranker logit (or its blend, see rerank_alpha); None: not reranked
@@ -63,7 +75,7 @@ class Personalizer(Protocol):
     """The per-user step. Returns None when it has nothing to say about this user."""
 
     async def personalize(
-        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int
+        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int, query: str | None = None
     ) -> list[ScoredCandidate] | None: ...
 
 
@@ -95,23 +107,51 @@ class SearchService:
         self.version_key = version_key
         self.personalizer = personalizer
         self._casefold = encoder_tokenizer.lowercases and (reranker_tokenizer is None or reranker_tokenizer.lowercases)
+        # ValueError for a BM25 mode without a BM25 index (serve checks it first, as a CLI error)
+        self.retrieval: RetrievalMode = resolve_retrieval(settings.retrieval, index.lexical is not None)
 
     @property
     def has_reranker(self) -> bool:
         return self.reranker_tokenizer is not None
 
+    def rerank_settings(self) -> dict | None:
+        """The reranker as served (None without one): blend weight, depth and token budget."""
+        if self.reranker_tokenizer is None:
+            return None
+        return {
+            "alpha": self.settings.rerank_alpha,
+            "depth": self.settings.rerank_depth,
+            "max_length": self.reranker_tokenizer.max_length,
+        }
+
+    def retrieval_mode(self, request: SearchRequest) -> RetrievalMode:
+        """The request's first stage: its own `retrieval`, else the gateway's; 422 for a BM25 mode
+        on artifacts without a BM25 index."""
+        if request.retrieval is None:
+            return self.retrieval
+        try:
+            return resolve_retrieval(request.retrieval, self.index.lexical is not None)
+        except ValueError as exc:
+            raise RequestError(422, "invalid_request", f"'retrieval': {exc}") from None
+
     def cache_key(self, request: SearchRequest) -> str:
+        """Everything the user-independent ranking depends on: index/model version, first stage
+        (with its fusion constant), candidates, and the reranker's blend and token budget."""
         rerank = request.rerank and self.has_reranker
         query = normalize_query(request.query, self._casefold)
+        mode = self.retrieval_mode(request)
+        first = f"hybrid{self.settings.rrf_k}" if mode == "hybrid" else mode
         alpha = f"{self.settings.rerank_alpha:g}" if rerank else "-"
-        return f"{self.version_key}|c={request.candidates}|r={int(rerank)}|a={alpha}|{query}"
+        length = self.reranker_tokenizer.max_length if rerank and self.reranker_tokenizer is not None else "-"
+        return f"{self.version_key}|f={first}|c={request.candidates}|r={int(rerank)}|a={alpha}|L={length}|{query}"
 
     async def search(self, request: SearchRequest) -> dict:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        ranked, cached = await self.cache.get_or_compute(self.cache_key(request), lambda: self._rank(request))
+        mode = self.retrieval_mode(request)
+        ranked, cached = await self.cache.get_or_compute(self.cache_key(request), lambda: self._rank(request, mode))
         (self.metrics.cache_hits if cached else self.metrics.cache_misses).inc()
-        timings = {"encode": 0.0, "retrieve": 0.0, "rerank": 0.0} if cached else dict(ranked.timings_ms)
+        timings = {name: 0.0 for name in ranked.timings_ms} if cached else dict(ranked.timings_ms)
 
         scored = [ScoredCandidate(c, c.base_score) for c in ranked.candidates]
         degraded, personalized = ranked.degraded, False
@@ -119,7 +159,7 @@ class SearchService:
             t0 = time.perf_counter()
             try:
                 personalised = await self.personalizer.personalize(
-                    request.user_id, ranked.candidates, request_id, request.k
+                    request.user_id, ranked.candidates, request_id, request.k, query=request.query
                 )
             except BackendUnavailable as exc:  # profile store down: the non-personalised ranking
                 log.warning("personalisation unavailable, answering without it: %s", exc)
@@ -139,6 +179,7 @@ class SearchService:
             "degraded": degraded,
             "reranked": ranked.reranked,
             "personalized": personalized,
+            "retrieval": mode,
             "timings_ms": {name: round(ms, 3) for name, ms in timings.items()},
         }
 
@@ -152,16 +193,29 @@ class SearchService:
             "snippet": self.index.snippet(scored.candidate.row, self.settings.snippet_chars),
         }
 
-    async def _rank(self, request: SearchRequest) -> tuple[RankedCandidates, bool]:
+    async def _rank(self, request: SearchRequest, mode: RetrievalMode) -> tuple[RankedCandidates, bool]:
         """Encode, retrieve, rerank. Returns (ranking, cacheable): degraded answers are not cached."""
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        tokens = self.encoder_tokenizer.encode([request.query])
-        embedding = (await self.models.encode(tokens))[0]  # BackendUnavailable propagates: no query vector, no search
-        timings["encode"] = self._stage("encode", t0)
+        timings: dict[str, float] = {"encode": 0.0}
+        n = request.candidates
+        embedding = None
+        if mode != "bm25":  # BM25 alone needs no query vector
+            t0 = time.perf_counter()
+            tokens = self.encoder_tokenizer.encode([request.query])
+            embedding = (await self.models.encode(tokens))[0]  # BackendUnavailable propagates: no vector, no search
+            timings["encode"] = self._stage("encode", t0)
 
-        t0 = time.perf_counter()
-        rows, scores = self.index.search(embedding, request.candidates)
+        t0 = time.perf_counter()  # `retrieve` covers the whole first stage, `lexical` the BM25 part of it
+        dense = self.index.search(embedding, n) if embedding is not None else None
+        lexical = None
+        if mode != "dense":
+            t1 = time.perf_counter()
+            # a sparse sum over the query's terms: CPU work, off the event loop like tokenisation
+            lexical = await anyio.to_thread.run_sync(self.index.lexical_search, request.query, n)
+            timings["lexical"] = self._stage("lexical", t1)
+        if dense is not None and lexical is not None:
+            rows, scores = fuse(dense, lexical, n, self.settings.rrf_k)
+        else:
+            rows, scores = dense if dense is not None else lexical  # type: ignore[misc]
         candidates = [Candidate(int(r), float(s), None) for r, s in zip(rows, scores)]
         timings["retrieve"] = self._stage("retrieve", t0)
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import signal
 from pathlib import Path
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.config import GatewaySettings
+from ranking_gateway.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.config import RETRIEVAL_MODES, GatewaySettings
 from ranking_gateway.errors import CliError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rerank-chunk-size", type=int, default=16, help="pairs per reranker request")
     p.add_argument("--rerank-depth", type=int, default=100, help="rerank at most this many candidates")
     p.add_argument(
-        "--rerank-alpha", type=float, default=1.0,
-        help="1: rank by the reranker logit; <1: blend alpha*z(logit) + (1-alpha)*z(retrieval score) per query",
+        "--rerank-alpha", type=float, default=None,
+        help="1: rank by the reranker logit; <1: blend alpha*z(logit) + (1-alpha)*z(retrieval score) per query "
+        "(default: the alpha train-reranker chose on held-out queries, recorded by build; else 1)",
+    )
+    p.add_argument(
+        "--rerank-max-length", type=int,
+        help="reranker tokens per (query, document) pair, at most the build's --max-length (default: the build's)",
+    )
+    p.add_argument(
+        "--retrieval", choices=RETRIEVAL_MODES,
+        help="first stage: dense (FAISS), bm25, or hybrid (both, reciprocal rank fusion); "
+        "default hybrid where the build has a BM25 index, else dense",
     )
     p.add_argument("--cache-size", type=int, default=10_000, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=300.0, help="hot-query cache TTL, seconds")
@@ -56,7 +67,9 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         triton_url=args.triton_url,
         rerank_chunk_size=args.rerank_chunk_size,
         rerank_depth=args.rerank_depth,
-        rerank_alpha=args.rerank_alpha,
+        rerank_alpha=1.0 if args.rerank_alpha is None else args.rerank_alpha,
+        rerank_max_length=args.rerank_max_length,
+        retrieval=args.retrieval,
         cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
         redis_url=args.redis_url,
         personalization=PersonalizationSettings(
@@ -84,6 +97,31 @@ def _check_personalization(settings: GatewaySettings) -> None:
             raise CliError(f"--personalizer-weights {ps.weights}: {exc}") from None
 
 
+def check_artifacts(settings: GatewaySettings) -> Manifest:
+    """What the flags ask of the build, checked before Triton starts: a one-line CliError each."""
+    from ranking_gateway.retrieval import resolve_retrieval
+
+    paths = ArtifactPaths(settings.artifacts)
+    if not paths.manifest.is_file():
+        raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")
+    manifest = Manifest.read(paths.root)
+    try:
+        resolve_retrieval(settings.retrieval, manifest.bm25 is not None)
+    except ValueError as exc:
+        raise CliError(f"--retrieval: {exc}") from None
+    n = settings.rerank_max_length
+    if n is not None:
+        if manifest.reranker is None:
+            raise CliError("--rerank-max-length: these artifacts were built without a reranker")
+        built = manifest.reranker.max_length
+        if not 16 <= n <= built:
+            raise CliError(
+                f"--rerank-max-length must be between 16 and the build's reranker max length {built}, got {n} "
+                "(the compiled model covers no longer pairs: rebuild with a larger --max-length)"
+            )
+    return manifest
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """uvicorn shuts down gracefully on SIGTERM, then re-raises it; we turn that into a clean
     exit so the embedded Triton is stopped by the `with` block rather than by the kernel."""
@@ -100,9 +138,11 @@ def run(args: argparse.Namespace) -> int:
     _check_personalization(settings)
     if not 0.0 <= settings.rerank_alpha <= 1.0:
         raise CliError("--rerank-alpha must be between 0 and 1")
+    manifest = check_artifacts(settings)
+    if args.rerank_alpha is None and manifest.reranker is not None and manifest.reranker.recommended_alpha is not None:
+        settings = dataclasses.replace(settings, rerank_alpha=manifest.reranker.recommended_alpha)
+        log.info("--rerank-alpha %g (recommended by the reranker's training report)", settings.rerank_alpha)
     paths = ArtifactPaths(settings.artifacts)
-    if not paths.manifest.is_file():
-        raise CliError(f"{settings.artifacts} has no manifest.json: run `ranking-gateway build` first")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as stack:
         triton_url = settings.triton_url

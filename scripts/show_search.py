@@ -9,4 +9,4 @@ if "error" in body:
 flags = ", ".join(f for f in ("reranked", "cached", "degraded") if body.get(f)) or "retrieval only"
 print(f"  [{flags}] {body['timings_ms']['total']:.0f} ms")
 for rank, result in enumerate(body["results"], 1):
-    print(f"  {rank}. {result['id']:45s} score {result['score']:7.3f}  cosine {result['retrieval_score']:.3f}")
+    print(f"  {rank}. {result['id']:45s} score {result['score']:7.3f}  retrieval {result['retrieval_score']:.3f}")

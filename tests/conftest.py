@@ -7,6 +7,8 @@ its scores are meaningless, but it exercises the whole export → serve → rera
 from __future__ import annotations
 
 import contextlib
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +46,18 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, untrained_reranker: Path
 
     root = tmp_path_factory.mktemp("artifacts") / "small"
     run_build(BuildSettings(corpus=CORPUS, artifacts=root, reranker=untrained_reranker, max_length=128))
+    return ArtifactPaths(root)
+
+
+@pytest.fixture(scope="session")
+def legacy_artifacts(artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPathFactory) -> ArtifactPaths:
+    """The session build as an older build wrote it: no BM25 index, no `bm25` manifest field.
+    Models are left out (the session's Triton serves them); the index and tokenizers are copied."""
+    root = tmp_path_factory.mktemp("legacy") / "small"
+    shutil.copytree(artifacts.root, root, ignore=shutil.ignore_patterns("model_repository", "onnx", "bm25"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    del manifest["bm25"]
+    (root / "manifest.json").write_text(json.dumps(manifest))
     return ArtifactPaths(root)
 
 

@@ -38,9 +38,9 @@ async def test_query_longer_than_the_token_budget_is_truncated(client: httpx.Asy
 
 
 async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClient) -> None:
-    body = (await search(client, query="earthquakes and tectonic plates", k=3, rerank=False)).json()
+    body = (await search(client, query="earthquakes and tectonic plates", k=3, rerank=False, retrieval="dense")).json()
     assert body["results"][0]["id"] == "geology-0"
-    assert not body["reranked"]
+    assert not body["reranked"] and body["retrieval"] == "dense" and "lexical" not in body["timings_ms"]
     assert [r["score"] for r in body["results"]] == [r["retrieval_score"] for r in body["results"]]
 
 
@@ -80,6 +80,7 @@ async def test_hot_query_is_served_from_cache(client: httpx.AsyncClient) -> None
         (b'{"query": "q", "candidates": 0}', 422, "invalid_request"),
         (b'{"query": "q", "candidates": 100000}', 422, "invalid_request"),
         (b'{"query": "q", "filter": "x"}', 422, "unknown_field"),
+        (b'{"query": "q", "retrieval": "sparse"}', 422, "invalid_request"),
     ],
 )
 async def test_bad_requests_get_json_errors(client: httpx.AsyncClient, content: bytes, status: int, code: str) -> None:
@@ -127,3 +128,75 @@ async def test_triton_unreachable_is_503(artifacts: ArtifactPaths) -> None:
         assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False
+
+
+def ids(body: dict) -> list[str]:
+    return [r["id"] for r in body["results"]]
+
+
+# "stirring" occurs only in cooking-1 (risotto); the rest of the query pulls dense retrieval to astronomy
+LEXICAL_ONLY = {"query": "orbiting planetary satellites stirring", "k": 3, "candidates": 3, "rerank": False}
+
+
+async def test_hybrid_finds_the_lexical_match_dense_misses(client: httpx.AsyncClient) -> None:
+    dense = (await search(client, **LEXICAL_ONLY, retrieval="dense")).json()
+    bm25 = (await search(client, **LEXICAL_ONLY, retrieval="bm25")).json()
+    hybrid = (await search(client, **LEXICAL_ONLY)).json()  # the default on a build with a BM25 index
+    assert (dense["retrieval"], bm25["retrieval"], hybrid["retrieval"]) == ("dense", "bm25", "hybrid")
+    assert "cooking-1" not in ids(dense) and all(i.startswith("astronomy") for i in ids(dense))
+    assert ids(bm25) == ["cooking-1"] and bm25["timings_ms"]["encode"] == 0.0  # BM25 alone encodes nothing
+    assert "cooking-1" in ids(hybrid) and set(ids(hybrid)) - {"cooking-1"} <= set(ids(dense))
+    # retrieval_score is the RRF score: 1/(60 + rank) summed over the lists a document is in
+    fused = {r["id"]: r["retrieval_score"] for r in hybrid["results"]}
+    assert fused["cooking-1"] == pytest.approx(1 / 61) and max(fused.values()) <= 2 / 61
+    assert hybrid["timings_ms"]["retrieve"] >= hybrid["timings_ms"]["lexical"] > 0
+    assert 'ranking_gateway_stage_latency_seconds_count{stage="lexical"}' in (await client.get("/metrics")).text
+
+
+async def test_hybrid_reranks_and_caches_per_mode(client: httpx.AsyncClient) -> None:
+    query = {"query": "planets orbiting distant suns while stirring", "k": 5, "candidates": 10}
+    first = (await search(client, **query)).json()
+    assert first["reranked"] and first["retrieval"] == "hybrid" and not first["cached"]
+    assert (await search(client, **query, retrieval="hybrid")).json()["cached"]  # same key as the default
+    dense = (await search(client, **query, retrieval="dense")).json()
+    assert not dense["cached"] and dense["retrieval"] == "dense"
+
+
+async def test_cache_key_differs_by_retrieval_mode_and_rerank_max_length(artifacts: ArtifactPaths, triton) -> None:
+    from ranking_gateway.schemas import SearchRequest
+
+    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
+    request = SearchRequest("volcanic eruptions", 5, 20, True, None)
+    async with gateway_client(base, triton.grpc_url) as client:
+        service = client.app.state.gateway.search  # type: ignore[attr-defined]
+        keys = {mode: service.cache_key(replace(request, retrieval=mode)) for mode in (None, "dense", "bm25", "hybrid")}
+        full_length = service.cache_key(request)
+        unreranked = service.cache_key(replace(request, rerank=False))
+        assert service.reranker_tokenizer.max_length == 128  # the build's
+    assert keys[None] == keys["hybrid"] and len({keys["dense"], keys["bm25"], keys["hybrid"]}) == 3
+    async with gateway_client(replace(base, rerank_max_length=64), triton.grpc_url) as client:
+        service = client.app.state.gateway.search  # type: ignore[attr-defined]
+        assert service.reranker_tokenizer.max_length == 64
+        assert service.cache_key(request) != full_length
+        assert service.cache_key(replace(request, rerank=False)) == unreranked  # no reranker, no length
+        long_doc = " ".join(["magma rises through the crust"] * 40)
+        assert service.reranker_tokenizer.encode_pairs("volcano", [long_doc]).attention_mask.sum() == 64
+        body = (await search(client, query="volcanic eruptions", k=5, candidates=20)).json()
+        assert body["reranked"] and not body["degraded"]
+    async with gateway_client(replace(base, rerank_max_length=512), triton.grpc_url) as client:
+        # never past the build's length (serve rejects it; the gateway caps it)
+        assert client.app.state.gateway.search.reranker_tokenizer.max_length == 128  # type: ignore[attr-defined]
+
+
+async def test_artifacts_without_bm25_serve_dense_only(legacy_artifacts: ArtifactPaths, triton) -> None:
+    settings = GatewaySettings(artifacts=legacy_artifacts.root, triton_timeout_s=120)
+    async with gateway_client(settings, triton.grpc_url) as client:
+        body = (await search(client, **LEXICAL_ONLY)).json()
+        assert body["retrieval"] == "dense" and "cooking-1" not in ids(body)
+        assert (await client.get("/readyz")).json()["retrieval"] == "dense"
+        for mode in ("hybrid", "bm25"):
+            r = await search(client, **LEXICAL_ONLY, retrieval=mode)
+            assert r.status_code == 422 and "BM25" in r.json()["error"]["message"]
+    with pytest.raises(ValueError, match="BM25"):  # asked for at start-up: serve turns it into a CLI error
+        async with gateway_client(replace(settings, retrieval="hybrid"), triton.grpc_url):
+            pass

@@ -9,6 +9,12 @@ LIMITS = SearchLimits(max_query_chars=50, max_k=20, max_candidates=200)
 def test_defaults() -> None:
     req = SearchRequest.parse({"query": "volcano"}, LIMITS)
     assert (req.query, req.k, req.candidates, req.rerank, req.user_id) == ("volcano", 10, 100, True, None)
+    assert req.retrieval is None  # the gateway's --retrieval
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_retrieval_per_request(mode: str) -> None:
+    assert SearchRequest.parse({"query": "q", "retrieval": mode}, LIMITS).retrieval == mode
 
 
 @pytest.mark.parametrize(
@@ -28,6 +34,8 @@ def test_defaults() -> None:
         ({"query": "q", "rerank": "yes"}, "invalid_request", "'rerank' must be a boolean"),
         ({"query": "q", "user_id": ""}, "invalid_request", "'user_id'"),
         ({"query": "q", "colour": "red"}, "unknown_field", "colour"),
+        ({"query": "q", "retrieval": "sparse"}, "invalid_request", "'retrieval' must be one of dense, bm25, hybrid"),
+        ({"query": "q", "retrieval": ["dense"]}, "invalid_request", "'retrieval'"),
     ],
 )
 def test_rejections(body: object, code: str, fragment: str) -> None:

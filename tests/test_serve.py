@@ -5,6 +5,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from ranking_gateway.artifacts import ArtifactPaths
 from tests.conftest import serve_process
 
@@ -46,3 +48,43 @@ def test_serve_embedded_then_sigterm_leaves_no_orphans(artifacts: ArtifactPaths,
     while any(alive(p) for p in triton_pids + stubs) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in triton_pids + stubs if alive(p)], "tritonserver or its stubs outlived the gateway"
+
+
+def serve_cli(capsys, *argv: str) -> tuple[int, str]:
+    """`ranking-gateway serve ...` in-process: these flag checks fail before Triton starts."""
+    from ranking_gateway.cli import main
+
+    status = main(["serve", *argv])
+    return status, capsys.readouterr().err
+
+
+def test_retrieval_and_rerank_length_flags_reach_the_settings(artifacts: ArtifactPaths) -> None:
+    from ranking_gateway.cli import build_parser
+    from ranking_gateway.serve import check_artifacts, settings_from_args
+
+    args = build_parser().parse_args(
+        ["serve", "--artifacts", str(artifacts.root), "--retrieval", "bm25", "--rerank-max-length", "64"]
+    )
+    settings = settings_from_args(args)
+    assert (settings.retrieval, settings.rerank_max_length) == ("bm25", 64)
+    check_artifacts(settings)  # valid for this build (reranker max length 128, BM25 index)
+    defaults = settings_from_args(build_parser().parse_args(["serve", "--artifacts", str(artifacts.root)]))
+    assert (defaults.retrieval, defaults.rerank_max_length) == (None, None)  # hybrid here; the build's 128
+
+
+def test_unknown_retrieval_mode_is_a_usage_error(artifacts: ArtifactPaths, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        serve_cli(capsys, "--artifacts", str(artifacts.root), "--retrieval", "sparse")
+    assert info.value.code == 2 and "invalid choice: 'sparse'" in capsys.readouterr().err
+
+
+def test_bm25_modes_on_artifacts_without_bm25_are_one_line_errors(legacy_artifacts: ArtifactPaths, capsys) -> None:
+    for mode in ("hybrid", "bm25"):
+        status, err = serve_cli(capsys, "--artifacts", str(legacy_artifacts.root), "--retrieval", mode)
+        assert status == 2 and err.count("\n") == 1 and err.startswith("error: --retrieval:") and "BM25" in err
+
+
+def test_rerank_max_length_beyond_the_build_is_a_one_line_error(artifacts: ArtifactPaths, capsys) -> None:
+    for length in ("256", "8"):
+        status, err = serve_cli(capsys, "--artifacts", str(artifacts.root), "--rerank-max-length", length)
+        assert status == 2 and err.count("\n") == 1 and "--rerank-max-length" in err and "128" in err

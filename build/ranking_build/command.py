@@ -9,7 +9,9 @@ from ranking_gateway.config import BuildSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("build", help="export/compile the models, write the Triton repository, index a corpus")
+    p = subparsers.add_parser(
+        "build", help="export/compile the models, write the Triton repository, index a corpus (FAISS and BM25)"
+    )
     p.add_argument("--corpus", type=Path, required=True, help="JSON lines {_id, title?, text} (BEIR layout)")
     p.add_argument("--artifacts", type=Path, required=True, help="output directory (model_repository/, index/, ...)")
     p.add_argument("--encoder", type=Path, help="local Hugging Face encoder directory (default all-MiniLM-L6-v2)")

@@ -1,4 +1,4 @@
-"""`ranking-gateway build`: corpus → ONNX → compiled models → Triton repository → FAISS index.
+"""`ranking-gateway build`: corpus → ONNX → compiled models → Triton repository → FAISS + BM25 indexes.
 
 Everything is written into a staging directory beside the target and renamed into place at
 the end, so a failed build leaves nothing half-written and an existing build untouched.
@@ -16,14 +16,15 @@ import faiss
 import numpy as np
 from torch import nn
 
-from ranking_build.corpus import read_corpus, write_documents
+from ranking_build.corpus import Document, read_corpus, write_documents
 from ranking_build.indexing import build_faiss_index
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
-from ranking_gateway.artifacts import ArtifactPaths, Manifest, ModelEntry, sha256_of
+from ranking_gateway.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, sha256_of
 from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
 from ranking_gateway.errors import CliError
+from ranking_gateway.lexical import STOPWORDS, LexicalIndex
 from ranking_gateway.models import (
     CrossEncoder,
     SentenceEncoder,
@@ -84,6 +85,17 @@ def compile_model(
     return exported
 
 
+def recommended_alpha(model_dir: Path) -> float | None:
+    """The blend weight `train-reranker` chose on its held-out queries (training_report.json), if any."""
+    import json
+
+    try:
+        value = json.loads((model_dir / "training_report.json").read_text()).get("recommended_rerank_alpha")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and 0.0 <= value <= 1.0 else None
+
+
 def _model_entry(source: Path, exported: ExportResult, max_length: int, dim: int) -> ModelEntry:
     return ModelEntry(
         source=str(source),
@@ -92,6 +104,23 @@ def _model_entry(source: Path, exported: ExportResult, max_length: int, dim: int
         max_length=max_length,
         onnx_max_abs_diff=exported.max_abs_diff,
         output_dim=dim,
+    )
+
+
+def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
+    """Always built: seconds even for large corpora, and it lets `serve --retrieval hybrid|bm25`
+    run on any fresh build (rows are the FAISS rows)."""
+    lexical = LexicalIndex.build([d.full_text for d in docs])
+    lexical.save(paths.bm25_index)
+    r = lexical.retriever
+    print(f"bm25: {lexical.vocabulary} terms")
+    return LexicalEntry(
+        path=str(paths.bm25_index.relative_to(paths.root)),
+        method=str(r.method),
+        k1=float(r.k1),
+        b=float(r.b),
+        stopwords=STOPWORDS,
+        vocabulary=lexical.vocabulary,
     )
 
 
@@ -124,6 +153,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         )
         reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
+        reranker_entry.recommended_alpha = recommended_alpha(reranker_dir)
         del reranker
 
     embeddings = encode_texts(
@@ -139,6 +169,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     faiss.write_index(index, str(paths.faiss_index))
     np.save(paths.embeddings, embeddings)
     write_documents(docs, paths.documents)
+    bm25 = _build_bm25(docs, paths)  # before index_version is hashed: it is part of the index
 
     manifest = Manifest(
         target=settings.target,
@@ -150,6 +181,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         index_version=sha256_of(paths.index_dir)[:16],
         encoder=_model_entry(encoder_dir, encoder_export, settings.query_max_length, encoder.dim),
         reranker=reranker_entry,
+        bm25=bm25,
     )
     manifest.write(paths.root)
     return manifest

@@ -42,6 +42,7 @@ async def run_mode(
     timeout_s: float,
     transport: httpx.AsyncBaseTransport | None = None,
     progress: bool = False,
+    retrieval: str | None = None,
 ) -> ModeResult:
     endpoint = url.rstrip("/") + "/v1/search"
     out = ModeResult(rerank=rerank)
@@ -60,6 +61,8 @@ async def run_mode(
     async def _one(client: httpx.AsyncClient, qid: str, text: str) -> None:
         async with sem:
             body = {"query": text, "k": k, "candidates": candidates, "rerank": rerank}
+            if retrieval is not None:
+                body["retrieval"] = retrieval
             t0 = time.perf_counter()
             try:
                 resp = await client.post(endpoint, json=body)
@@ -93,3 +96,13 @@ def check_reachable(url: str, timeout_s: float = 10.0) -> None:
         httpx.post(url.rstrip("/") + "/v1/search", json={"query": "ping", "k": 1, "candidates": 1}, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise CliError(f"{url}: the gateway does not answer ({type(exc).__name__}: {exc})") from None
+
+
+def gateway_config(url: str, timeout_s: float = 10.0) -> dict:
+    """What the gateway says it serves (`/readyz`: retrieval mode, reranker alpha/depth/length),
+    recorded with every evaluation so a number always names its configuration."""
+    try:
+        body = httpx.get(url.rstrip("/") + "/readyz", timeout=timeout_s).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    return {k: body.get(k) for k in ("version", "documents", "retrieval", "rerank") if k in body}

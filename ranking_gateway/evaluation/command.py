@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default="off,on", help="comma-separated rerank modes to run, in order (default off,on)")
     p.add_argument("--k", type=int, default=100, help="results requested per query (Recall@100 needs 100)")
     p.add_argument("--candidates", type=int, default=100, help="retrieval candidates per query")
+    p.add_argument("--retrieval", choices=("dense", "bm25", "hybrid"), default=None,
+                   help="first stage to ask for in each request (default: the gateway's)")
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight (1 = unloaded latency)")
     p.add_argument("--limit", type=int, default=None, help="only the first N queries (quick checks)")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
@@ -57,7 +59,7 @@ def read_split(collection: Path, split: str) -> tuple[dict[str, str], dict[str, 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ranking_gateway.evaluation.client import check_reachable, run_mode
+    from ranking_gateway.evaluation.client import check_reachable, gateway_config, run_mode
     from ranking_gateway.evaluation.report import lift, plot, print_table, summarize
 
     if args.k < 1 or args.candidates < args.k or args.concurrency < 1:
@@ -68,18 +70,21 @@ def run(args: argparse.Namespace) -> int:
         queries = dict(list(queries.items())[: args.limit])
         qrels = {q: qrels[q] for q in queries}
     check_reachable(args.url)
+    gateway = gateway_config(args.url)
+    log.info("gateway config: %s", json.dumps(gateway))
     results = []
     for rerank in modes:
         log.info("%d queries, rerank %s, concurrency %d", len(queries), "on" if rerank else "off", args.concurrency)
         results.append(asyncio.run(run_mode(
             args.url, queries, rerank=rerank, k=args.k, candidates=args.candidates,
-            concurrency=args.concurrency, timeout_s=args.timeout, progress=True,
+            concurrency=args.concurrency, timeout_s=args.timeout, progress=True, retrieval=args.retrieval,
         )))
     summaries = [summarize(r, qrels) for r in results]
     print_table(summaries)
     report = {
         "url": args.url, "collection": str(args.collection), "split": args.split, "queries": len(queries),
         "k": args.k, "candidates": args.candidates, "concurrency": args.concurrency,
+        "retrieval": args.retrieval or gateway.get("retrieval"), "gateway": gateway,
         "modes": summaries, "rerank_lift": lift(summaries),
         "errors": {("on" if r.rerank else "off"): dict(list(r.errors.items())[:5]) for r in results if r.errors},
     }

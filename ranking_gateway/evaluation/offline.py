@@ -14,16 +14,25 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from ranking_gateway.evaluation.metrics import aggregate
 from ranking_gateway.scoring import interpolate
 
 
+def rerank_run(cands: list[tuple[str, float]], logits: list[float], alpha: float) -> dict[str, float]:
+    """Scores of one query: the reranked head (blended at `alpha`) above the tail in retrieval order."""
+    depth = len(logits)
+    head = cands[:depth]
+    mixed = interpolate([s for _, s in head], logits, alpha)
+    scores = {d: 1000.0 + float(m) for (d, _), m in zip(head, mixed)}
+    scores.update({d: float(len(cands) - i) for i, (d, _) in enumerate(cands) if i >= depth})
+    return scores
+
+
 def main(argv: list[str] | None = None) -> int:
     from ranking_gateway.collection import load_collection
-    from ranking_gateway.models import default_encoder_path
-    from ranking_gateway.models import native_bf16
+    from ranking_gateway.models import default_encoder_path, resolve_device, use_bf16
     from ranking_gateway.training.loop import score_pairs
     from ranking_gateway.training.mining import mine_candidates
 
@@ -33,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-stage", default="dense", help="comma-separated: dense, bm25, hybrid")
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--embeddings-cache", type=Path, default=None)
+    p.add_argument("--encoder", type=Path, default=None, help="dense first stage's bi-encoder (default all-MiniLM-L6-v2)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--reranker", type=Path, default=None)
-    p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--depth", type=int, default=30, help="candidates reranked per query")
+    p.add_argument("--max-length", default="256", help="reranker max tokens; comma-separated to compare several")
+    p.add_argument("--depth", default="30", help="candidates reranked per query; comma-separated to compare several")
     p.add_argument("--alphas", default="1.0,0.8,0.6,0.5,0.4", help="interpolation weights of the reranker")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
@@ -47,35 +58,38 @@ def main(argv: list[str] | None = None) -> int:
     qrels = {q: coll.qrels[q] for q in qids}
     docs = coll.doc_by_id
     report: dict = {"collection": str(args.collection), "split": args.split, "queries": len(qids), "first_stage": {}}
+    device = resolve_device(args.device)
+    bf16 = use_bf16(device)
+    lengths = [int(x) for x in args.max_length.split(",")]
+    depths = [int(x) for x in args.depth.split(",")]
+    alphas = [float(a) for a in args.alphas.split(",")]
     model = tokenizer = None
     if args.reranker:
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(args.reranker))
-        model = AutoModelForSequenceClassification.from_pretrained(str(args.reranker))
+        model = AutoModelForSequenceClassification.from_pretrained(str(args.reranker), dtype=torch.float32).to(device)
     for stage in args.first_stage.split(","):
         t0 = time.perf_counter()
-        cands = mine_candidates(stage, coll.documents, queries, args.k, encoder_path=default_encoder_path(),
-                                embeddings_cache=args.embeddings_cache)
+        cands = mine_candidates(stage, coll.documents, queries, args.k, encoder_path=args.encoder or default_encoder_path(),
+                                embeddings_cache=args.embeddings_cache, device=str(device))
         run = {q: {d: float(len(c) - i) for i, (d, _) in enumerate(c)} for q, c in cands.items()}
         entry: dict = {"retrieval": aggregate(run, qrels), "retrieval_seconds": round(time.perf_counter() - t0, 1)}
         if model is not None:
-            t0 = time.perf_counter()
-            per_alpha: dict[str, dict[str, dict[str, float]]] = {a: {} for a in args.alphas.split(",")}
-            for q in qids:
-                head = cands[q][: args.depth]
-                logits = score_pairs(model, tokenizer, queries[q], [docs[d].full_text for d, _ in head],
-                                     args.max_length, native_bf16())
-                for a in per_alpha:
-                    mixed = list(interpolate([s for _, s in head], logits, float(a)))
-                    scores = {d: 1000.0 + s for (d, _), s in zip(head, mixed)}
-                    scores.update({d: float(len(cands[q]) - i) for i, (d, _) in enumerate(cands[q]) if i >= args.depth})
-                    per_alpha[a][q] = scores
-            entry["rerank_seconds_per_query"] = round((time.perf_counter() - t0) / len(qids), 3)
-            entry["rerank"] = {f"alpha={a}": aggregate(r, qrels) for a, r in per_alpha.items()}
+            entry["rerank"], entry["rerank_seconds_per_query"] = {}, {}
+            for length in lengths:
+                t0 = time.perf_counter()
+                logits = {q: score_pairs(model, tokenizer, queries[q], [docs[d].full_text for d, _ in cands[q][: max(depths)]],
+                                         length, bf16) for q in tqdm(qids, desc=f"{stage} rerank len {length}")}
+                entry["rerank_seconds_per_query"][f"len={length}"] = round((time.perf_counter() - t0) / len(qids), 4)
+                for depth in depths:
+                    for alpha in alphas:
+                        reranked = {q: rerank_run(cands[q], logits[q][:depth], alpha) for q in qids}
+                        entry["rerank"][f"len={length},depth={depth},alpha={alpha:g}"] = aggregate(reranked, qrels)
         report["first_stage"][stage] = entry
         print(json.dumps({stage: entry}, indent=1), flush=True)
-    report.update(max_length=args.max_length, depth=args.depth, reranker=str(args.reranker) if args.reranker else None)
+    report.update(max_length=lengths, depth=depths, device=str(device), reranker=str(args.reranker) if args.reranker else None)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _load_records(source: str, stream: str) -> list[dict[str, Any]]:
+def load_records(source: str, stream: str = "rg:events") -> list[dict[str, Any]]:
+    """Every record of an event-log file or directory, or of a Redis event stream (also read by
+    `train-reranker --source events`)."""
     if source.startswith(("redis://", "rediss://", "unix://")):
         import redis.asyncio
 
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.holdout < 1.0:
         raise CliError("--holdout must be in [0, 1)")
-    data = build_dataset(_load_records(args.events, args.redis_stream))
+    data = build_dataset(load_records(args.events, args.redis_stream))
     if len(data.labels) == 0:
         raise CliError(f"{args.events}: no impressions with features to learn from")
     if data.labels.sum() == 0:

@@ -63,7 +63,7 @@ class Personalization:
         await self.service.store.close()
 
     async def personalize(
-        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int
+        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int, query: str | None = None
     ) -> list[ScoredCandidate] | None:
         """The search pipeline's hook: None keeps the non-personalised ranking."""
         result = await self.service.personalize(
@@ -73,6 +73,7 @@ class Personalization:
             primary=[c.base_score for c in candidates],
             retrieval=[c.retrieval_score for c in candidates],
             k=k,
+            query=query,
         )
         if result is None:
             return None

@@ -120,6 +120,7 @@ class Personalizer:
         primary: Sequence[float] | np.ndarray,
         retrieval: Sequence[float] | np.ndarray,
         k: int,
+        query: str | None = None,
     ) -> Personalized | None:
         """Re-rank the cached candidates for `user_id`. Returns None -- keep the non-personalised
         ranking untouched -- without a user or profile; raises `ProfileStoreUnavailable` when the
@@ -146,12 +147,16 @@ class Personalizer:
             shown = [int(i) for i in order[:k]]
             result = Personalized(order=shown, scores=[float(scores[i]) for i in shown])
         if self.log_impressions:
-            await self._log_impression(user_id, request_id, [doc_ids[i] for i in shown], feats[shown], result is not None)
+            await self._log_impression(
+                user_id, request_id, [doc_ids[i] for i in shown], feats[shown], result is not None, query
+            )
         return result
 
     async def _log_impression(
-        self, user_id: str, request_id: str, doc_ids: list[str], feats: np.ndarray, personalized: bool
+        self, user_id: str, request_id: str, doc_ids: list[str], feats: np.ndarray, personalized: bool,
+        query: str | None,
     ) -> None:
+        """`query` makes the impression a reranker training example too (`train-reranker --source events`)."""
         record = {
             "kind": "impression",
             "request_id": request_id,
@@ -161,6 +166,8 @@ class Personalizer:
             "doc_ids": doc_ids,
             "features": np.round(feats, 6).tolist(),
         }
+        if query is not None:
+            record["query"] = query
         try:
             await self.event_log.append(record, wait=False)
         except Exception as exc:  # noqa: BLE001 - an impression lost must not fail the search

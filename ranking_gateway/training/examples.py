@@ -1,14 +1,16 @@
 """Training examples: one query, one positive document, and the negatives it is ranked against.
 
-Every data source (BEIR qrels today, the gateway's click log later) produces the same
+Every data source (BEIR qrels, the corpus alone, the gateway's click log) produces the same
 `TrainingExample`, so the loop never knows where its supervision came from. A click source maps
 "clicked" to the positive and "shown above the click but skipped" to negatives, topping the list up
-with mined negatives exactly like the qrels source does.
+with mined negatives exactly like the qrels source does. The corpus source needs no labels at all
+(inverse cloze, below): it adapts the reranker to a collection before, or instead of, judged queries.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -116,3 +118,73 @@ def split_heldout(query_ids: Iterable[str], fraction: float, seed: int) -> tuple
     random.Random(seed).shuffle(ids)
     n_held = min(len(ids) - 1, max(1, round(len(ids) * fraction))) if fraction > 0 and len(ids) > 1 else 0
     return sorted(ids[n_held:]), sorted(ids[:n_held])
+
+
+@dataclass(frozen=True, slots=True)
+class PseudoQuery:
+    """A self-supervised query cut from a document, and that document without it."""
+
+    query_id: str
+    text: str
+    doc_id: str
+    positive: str
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def inverse_cloze_queries(
+    docs: Sequence[Document], *, per_doc: int, seed: int, min_words: int = 6, max_words: int = 48
+) -> list[PseudoQuery]:
+    """Up to `per_doc` pseudo-queries per document: its title, or one of its sentences.
+
+    The positive is the document *without* that text (the inverse cloze task of Lee et al., 2019),
+    so the model learns what a passage is about rather than string matching. In scientific
+    abstracts a sentence stating a finding reads much like a claim a user would search for.
+    """
+    rng = random.Random(seed)
+    out: list[PseudoQuery] = []
+    for doc in docs:
+        sentences = split_sentences(doc.text)
+        options: list[tuple[str, str]] = []  # (query, positive text)
+        if doc.title and len(doc.title.split()) >= 3 and len(doc.text.split()) >= min_words:
+            options.append((doc.title, doc.text))
+        for i, sentence in enumerate(sentences):
+            if not min_words <= len(sentence.split()) <= max_words or len(sentences) < 3:
+                continue
+            rest = " ".join(sentences[:i] + sentences[i + 1 :])
+            options.append((sentence, f"{doc.title}. {rest}" if doc.title else rest))
+        for n, (query, positive) in enumerate(rng.sample(options, min(per_doc, len(options)))):
+            out.append(PseudoQuery(f"ict-{doc.id}-{n}", query, doc.id, positive))
+    return out
+
+
+def examples_from_pseudo_queries(
+    pseudo: Sequence[PseudoQuery],
+    candidates: Mapping[str, Sequence[str]],
+    docs: Mapping[str, Document],
+    *,
+    n_negatives: int,
+    seed: int,
+    skip_top: int = 0,
+) -> list[TrainingExample]:
+    """Negatives: the retriever's candidates for the pseudo-query, never its source document."""
+    rng = random.Random(seed)
+    out: list[TrainingExample] = []
+    for pq in pseudo:
+        negs = sample_negatives(candidates.get(pq.query_id, ()), {pq.doc_id}, n_negatives, rng, skip_top)
+        if negs:
+            out.append(
+                TrainingExample(
+                    query_id=pq.query_id,
+                    query=pq.text,
+                    positive=pq.positive,
+                    negatives=tuple(docs[d].full_text for d in negs),
+                    source="corpus",
+                )
+            )
+    return out

@@ -1,8 +1,10 @@
 """Candidate retrieval for negative mining and held-out evaluation.
 
 Uses the project's own dense retriever (the same `SentenceEncoder` the build embeds the corpus
-with, exact FAISS inner product), so the reranker is trained on the mistakes it will see when
-served. BM25 (bm25s) and a reciprocal-rank-fused hybrid are options for a lexical view.
+with, exact inner product: what the served flat index computes), so the reranker is trained on
+the mistakes it will see when served. BM25 (bm25s) and a reciprocal-rank-fused hybrid are
+options for a lexical view. The exact search is a blocked matrix product in numpy rather than
+FAISS, so training also runs where FAISS is not installed (a rented GPU box).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ranking_build.corpus import Document
+from ranking_gateway.fusion import RRF_K, rrf
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +35,13 @@ def dense_candidates(
     progress: bool = True,
     bf16: bool = False,
     embeddings_cache: Path | None = None,
+    device: str = "cpu",
 ) -> Candidates:
     """Exact inner-product search over L2-normalised embeddings (what the served index does).
 
     `embeddings_cache` (an .npy path) skips re-embedding the corpus on repeated runs; it is only
     trusted when its row count matches the corpus.
     """
-    import faiss
     from transformers import AutoTokenizer
 
     from ranking_gateway.models import SentenceEncoder, encode_texts
@@ -53,46 +56,51 @@ def dense_candidates(
     if doc_emb is None:
         doc_emb = encode_texts(
             encoder, tokenizer, [d.full_text for d in docs], max_length=doc_max_length,
-            progress="embed corpus" if progress else None, bf16=bf16,
+            progress="embed corpus" if progress else None, bf16=bf16, device=device,
         )
         if embeddings_cache is not None:
             Path(embeddings_cache).parent.mkdir(parents=True, exist_ok=True)
             np.save(embeddings_cache, doc_emb)
     qids = list(queries)
-    q_emb = encode_texts(encoder, tokenizer, [queries[q] for q in qids], max_length=query_max_length, bf16=bf16)
-    index = faiss.IndexFlatIP(doc_emb.shape[1])
-    index.add(doc_emb)
-    scores, rows = index.search(q_emb, min(k, len(docs)))
+    q_emb = encode_texts(
+        encoder, tokenizer, [queries[q] for q in qids], max_length=query_max_length, bf16=bf16, device=device,
+        progress="embed queries" if progress and len(qids) > 1000 else None,
+    )
+    scores, rows = exact_top_k(q_emb, doc_emb, min(k, len(docs)))
     return {
-        qid: [(docs[r].id, float(s)) for r, s in zip(rows[i], scores[i]) if r >= 0]
+        qid: [(docs[r].id, float(s)) for r, s in zip(rows[i], scores[i])]
         for i, qid in enumerate(qids)
     }
 
 
+def exact_top_k(queries: np.ndarray, docs: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner products per query row, best first (ties by row), in blocks of queries."""
+    k = min(k, docs.shape[0])
+    all_scores = np.empty((queries.shape[0], k), dtype=np.float32)
+    all_rows = np.empty((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, queries.shape[0], block):
+        sims = queries[start : start + block] @ docs.T
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < docs.shape[0] else np.tile(np.arange(k), (len(sims), 1))
+        part_scores = np.take_along_axis(sims, part, axis=1)
+        order = np.lexsort((part, -part_scores), axis=1)
+        all_rows[start : start + block] = np.take_along_axis(part, order, axis=1)
+        all_scores[start : start + block] = np.take_along_axis(part_scores, order, axis=1)
+    return all_scores, all_rows
+
+
 def bm25_candidates(docs: Sequence[Document], queries: dict[str, str], k: int) -> Candidates:
-    import bm25s
+    """BM25 over the corpus, the same index and tokenisation the gateway serves (`lexical`)."""
+    from ranking_gateway.lexical import LexicalIndex
 
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([d.full_text for d in docs], stopwords="en", show_progress=False), show_progress=False)
+    index = LexicalIndex.build([d.full_text for d in docs])
     qids = list(queries)
-    tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", show_progress=False)
-    rows, scores = retriever.retrieve(tokens, k=min(k, len(docs)), show_progress=False, n_threads=1)
-    out: Candidates = {}
-    for i, qid in enumerate(qids):
-        out[qid] = [(docs[int(r)].id, float(s)) for r, s in zip(rows[i], scores[i]) if s > 0]
-    return out
+    hits = index.search_batch([queries[q] for q in qids], k)
+    return {qid: [(docs[int(r)].id, float(s)) for r, s in zip(*hits[i])] for i, qid in enumerate(qids)}
 
 
-def rrf_fuse(runs: Sequence[Candidates], k: int, rrf_k: int = 60) -> Candidates:
-    """Reciprocal rank fusion: robust to the incomparable score scales of BM25 and cosine."""
-    out: Candidates = {}
-    for qid in runs[0]:
-        fused: dict[str, float] = {}
-        for run in runs:
-            for rank, (did, _) in enumerate(run.get(qid, [])):
-                fused[did] = fused.get(did, 0.0) + 1.0 / (rrf_k + rank + 1)
-        out[qid] = sorted(fused.items(), key=lambda kv: kv[1], reverse=True)[:k]
-    return out
+def rrf_fuse(runs: Sequence[Candidates], k: int, rrf_k: int = RRF_K) -> Candidates:
+    """Reciprocal rank fusion per query (`fusion.rrf`, as the gateway's hybrid first stage)."""
+    return {qid: rrf([[d for d, _ in run.get(qid, [])] for run in runs], k=rrf_k, limit=k) for qid in runs[0]}
 
 
 def mine_candidates(
@@ -105,6 +113,7 @@ def mine_candidates(
     doc_max_length: int = 256,
     bf16: bool = False,
     embeddings_cache: Path | None = None,
+    device: str = "cpu",
 ) -> Candidates:
     if miner not in MINERS:
         raise ValueError(f"unknown miner {miner!r}; choose from {MINERS}")
@@ -114,7 +123,7 @@ def mine_candidates(
         runs.append(
             dense_candidates(
                 docs, queries, k, encoder_path=encoder_path, doc_max_length=doc_max_length,
-                bf16=bf16, embeddings_cache=embeddings_cache,
+                bf16=bf16, embeddings_cache=embeddings_cache, device=device,
             )
         )
     if miner in ("bm25", "hybrid"):

@@ -49,3 +49,14 @@ def test_index_finds_each_document_by_its_own_embedding(artifacts: ArtifactPaths
     assert (rows[:, 0] == np.arange(30)).all()
     ids = [json.loads(line)["_id"] for line in artifacts.documents.read_text().splitlines()]
     assert ids[0] == "astronomy-0" and len(set(ids)) == 30
+
+
+def test_build_writes_a_bm25_index_over_the_same_rows(artifacts: ArtifactPaths) -> None:
+    from ranking_gateway.lexical import LexicalIndex
+
+    assert (artifacts.bm25_index / "params.index.json").is_file()
+    lexical = LexicalIndex.load(artifacts.bm25_index)
+    ids = [json.loads(line)["_id"] for line in artifacts.documents.read_text().splitlines()]
+    rows, _ = lexical.search("Phobos", 3)
+    assert len(lexical) == 30 and [ids[r] for r in rows] == ["astronomy-2"]
+    assert Manifest.read(artifacts.root).bm25 is not None
