@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,11 +89,13 @@ def main() -> int:
 
     work = RESULTS / args.name
     work.mkdir(parents=True, exist_ok=True)
+    logs = Path(tempfile.mkdtemp(prefix=f"{args.name}-logs-"))  # the servers' logs: not results
+    print(f"serve logs in {logs}")
     rows: list[dict] = []
     report: dict = {"artifacts": str(args.artifacts), "collection": str(args.collection), "split": args.split,
                     "depth": args.depth, "runs": {}}
     for i, length in enumerate(int(x) for x in args.lengths.split(",")):
-        proc, url = serve(args.artifacts, length, args.depth, args.alpha, work / f"serve-len{length}.log")
+        proc, url = serve(args.artifacts, length, args.depth, args.alpha, logs / f"serve-len{length}.log")
         try:
             result = evaluate(url, args.collection, args.split, "off,on" if i == 0 else "on",
                               work / f"eval-len{length}.json", args.limit)

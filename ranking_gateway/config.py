@@ -92,7 +92,9 @@ class GatewaySettings:
     port: int = 8000
     triton_url: str | None = None  # gRPC host:port of an external Triton; None: start the embedded one
     rerank_chunk_size: int = 16  # pairs per Triton request; several requests go out concurrently
-    rerank_depth: int = 100  # how many of the retrieved candidates the reranker scores at most
+    # how many of the retrieved candidates the reranker scores at most: on SciFact test (hybrid,
+    # 384 tokens) depth 30 kept NDCG@10 0.762 of depth 100's 0.770 for 30 % of the reranker work
+    rerank_depth: int = 30
     # 1: rank by the reranker logit; < 1: by alpha * z(logit) + (1 - alpha) * z(retrieval score)
     rerank_alpha: float = 1.0
     # reranker tokens per (query, document) pair, at most the build's max_length (the TensorRT

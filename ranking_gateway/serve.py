@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--triton-url", help="gRPC host:port of an external Triton (default: start the embedded one)")
     p.add_argument("--triton-log", type=Path, help="where the embedded Triton writes its log")
     p.add_argument("--rerank-chunk-size", type=int, default=16, help="pairs per reranker request")
-    p.add_argument("--rerank-depth", type=int, default=100, help="rerank at most this many candidates")
+    p.add_argument("--rerank-depth", type=int, default=GatewaySettings.rerank_depth,
+                   help=f"rerank at most this many candidates (default {GatewaySettings.rerank_depth})")
     p.add_argument(
         "--rerank-alpha", type=float, default=None,
         help="1: rank by the reranker logit; <1: blend alpha*z(logit) + (1-alpha)*z(retrieval score) per query "

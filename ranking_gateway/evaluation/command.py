@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         queries = dict(list(queries.items())[: args.limit])
         qrels = {q: qrels[q] for q in queries}
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the progress bar
     check_reachable(args.url)
     gateway = gateway_config(args.url)
     log.info("gateway config: %s", json.dumps(gateway))

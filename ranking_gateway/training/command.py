@@ -73,15 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ranking_gateway.models import default_encoder_path, resolve_device, use_bf16
-    from ranking_gateway.training.examples import (
-        examples_from_clicks,
-        examples_from_pseudo_queries,
-        examples_from_qrels,
-        inverse_cloze_queries,
-        split_heldout,
-    )
-    from ranking_gateway.training.loop import HeldOut, TrainConfig, train, write_report
-    from ranking_gateway.training.mining import mine_candidates
+    from ranking_gateway.training.loop import TrainConfig, train, write_report
 
     if (args.source == "events") != (args.events is not None):
         raise CliError("--events FILE|DIR|redis://… goes with --source events, and only with it")
@@ -98,6 +90,64 @@ def run(args: argparse.Namespace) -> int:
     log.info("device %s, bf16 autocast %s", device, "on" if bf16 else "off")
     started = time.perf_counter()
     coll = _load(args)
+    examples, heldout, n_train_queries = _examples(args, coll, bf16, str(device))
+    mining_seconds = time.perf_counter() - started
+    log.info("%d training examples (%s); %d held-out queries", len(examples), args.source, len(heldout.queries))
+
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(str(init))
+    # fp32 master weights whatever the checkpoint's dtype; autocast does the bf16 part
+    model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=1, dtype=torch.float32)
+    cfg = TrainConfig(
+        epochs=args.epochs, batch_queries=args.batch_queries, lr=args.lr, max_length=args.max_length,
+        bf16=bf16, seed=args.seed, max_steps=args.max_steps, device=str(device),
+    )
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save_best(epoch: int) -> None:
+        model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        log.info("saved epoch %d to %s", epoch, out)
+
+    result = train(model, tokenizer, examples, cfg, heldout=heldout if heldout.queries else None, save_best=save_best)
+    best = result.heldout[result.best_epoch - 1] if result.heldout and result.best_epoch > 0 else {}
+    write_report(
+        out / "training_report.json", cfg, result,
+        {
+            "command": "train-reranker",
+            "collection": str(args.collection), "split": args.split, "source": args.source, "init": str(init),
+            "device": str(device), "device_name": _device_name(device),
+            "miner": args.miner, "bf16": bf16, "mine_depth": args.mine_depth, "negatives": args.negatives,
+            "eval_candidates": args.eval_candidates,
+            "train_queries": n_train_queries, "heldout_queries": len(heldout.queries), "examples": len(examples),
+            # the blend weight to serve (`serve --rerank-alpha`), chosen on the held-out training queries
+            "recommended_rerank_alpha": best.get("best_alpha"),
+            "mining_seconds": round(mining_seconds, 1),
+            "total_seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    print(json.dumps({"out": str(out), "best_epoch": result.best_epoch, "epochs": result.heldout,
+                      "recommended_rerank_alpha": best.get("best_alpha"),
+                      "train_seconds": round(result.seconds, 1)}, indent=2))
+    return 0
+
+
+def _examples(args: argparse.Namespace, coll, bf16: bool, device: str):
+    """(training examples, held-out slice, training queries) for `--source`: one mining pass
+    over the source's queries and the held-out ones, with the first stage the gateway serves."""
+    from ranking_gateway.models import default_encoder_path
+    from ranking_gateway.training.examples import (
+        examples_from_clicks,
+        examples_from_pseudo_queries,
+        examples_from_qrels,
+        inverse_cloze_queries,
+        split_heldout,
+    )
+    from ranking_gateway.training.loop import HeldOut
+    from ranking_gateway.training.mining import mine_candidates
+
     qids = sorted(coll.queries)[: args.max_queries] if args.max_queries else sorted(coll.queries)
     train_ids, held_ids = split_heldout(qids, args.heldout_fraction, args.seed)
     docs = coll.doc_by_id
@@ -110,11 +160,10 @@ def run(args: argparse.Namespace) -> int:
     to_mine = {q: coll.queries[q] for q in (qids if args.source == "qrels" else held_ids)}
     to_mine.update({pq.query_id: pq.text for pq in pseudo})
     to_mine.update({f"click:{c.query}": c.query for c in clicks})
-    depth = max(args.mine_depth, args.eval_candidates if held_ids else 0)
     cands = mine_candidates(
-        args.miner, coll.documents, to_mine, depth,
+        args.miner, coll.documents, to_mine, max(args.mine_depth, args.eval_candidates if held_ids else 0),
         encoder_path=args.mine_encoder or default_encoder_path(), doc_max_length=args.mine_doc_length,
-        bf16=bf16, embeddings_cache=args.embeddings_cache, device=str(device),
+        bf16=bf16, embeddings_cache=args.embeddings_cache, device=device,
     )
     mined = {q: [d for d, _ in c[: args.mine_depth]] for q, c in cands.items()}
     if args.source == "corpus":
@@ -134,48 +183,8 @@ def run(args: argparse.Namespace) -> int:
         candidates={q: [(d, docs[d].full_text, s) for d, s in cands[q][: args.eval_candidates]] for q in held_ids},
         qrels={q: coll.qrels[q] for q in held_ids},
     )
-    mining_seconds = time.perf_counter() - started
-    log.info("%d training examples (%s); %d held-out queries", len(examples), args.source, len(held_ids))
-
-    import torch
-
-    tokenizer = AutoTokenizer.from_pretrained(str(init))
-    # fp32 master weights whatever the checkpoint's dtype; autocast does the bf16 part
-    model = AutoModelForSequenceClassification.from_pretrained(str(init), num_labels=1, dtype=torch.float32)
-    cfg = TrainConfig(
-        epochs=args.epochs, batch_queries=args.batch_queries, lr=args.lr, max_length=args.max_length,
-        bf16=bf16, seed=args.seed, max_steps=args.max_steps, device=str(device),
-    )
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-
-    def save_best(epoch: int) -> None:
-        model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
-        log.info("saved epoch %d to %s", epoch, out)
-
-    result = train(model, tokenizer, examples, cfg, heldout=heldout if held_ids else None, save_best=save_best)
-    best = result.heldout[result.best_epoch - 1] if result.heldout and result.best_epoch > 0 else {}
-    write_report(
-        out / "training_report.json", cfg, result,
-        {
-            "command": "train-reranker",
-            "collection": str(args.collection), "split": args.split, "source": args.source, "init": str(init),
-            "device": str(device), "device_name": _device_name(device),
-            "miner": args.miner, "bf16": bf16, "mine_depth": args.mine_depth, "negatives": args.negatives,
-            "eval_candidates": args.eval_candidates,
-            "train_queries": {"corpus": len(pseudo), "events": len(clicks)}.get(args.source, len(train_ids)),
-            "heldout_queries": len(held_ids), "examples": len(examples),
-            # the blend weight to serve (`serve --rerank-alpha`), chosen on the held-out training queries
-            "recommended_rerank_alpha": best.get("best_alpha"),
-            "mining_seconds": round(mining_seconds, 1),
-            "total_seconds": round(time.perf_counter() - started, 1),
-        },
-    )
-    print(json.dumps({"out": str(out), "best_epoch": result.best_epoch, "epochs": result.heldout,
-                      "recommended_rerank_alpha": best.get("best_alpha"),
-                      "train_seconds": round(result.seconds, 1)}, indent=2))
-    return 0
+    n_train_queries = {"corpus": len(pseudo), "events": len(clicks)}.get(args.source, len(train_ids))
+    return examples, heldout, n_train_queries
 
 
 def _click_pairs(args: argparse.Namespace, docs: dict) -> list:

@@ -57,6 +57,7 @@ class TrainResult:
     heldout: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each optimiser step
 
 
 def set_seed(seed: int) -> None:
@@ -160,6 +161,7 @@ def train(
         for start in bar:
             if step >= total:
                 break
+            step_started = time.perf_counter()
             batch = [examples[i] for i in order[start : start + cfg.batch_queries]]
             loss = listwise_loss(model, tokenizer, batch, cfg)
             optimizer.zero_grad(set_to_none=True)
@@ -168,8 +170,9 @@ def train(
             optimizer.step()
             scheduler.step()
             step += 1
-            losses.append(loss.item())
+            losses.append(loss.item())  # .item() waits for the device: the step time below is real
             result.step_losses.append(losses[-1])
+            result.step_seconds.append(time.perf_counter() - step_started)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         result.epoch_losses.append(float(np.mean(losses)) if losses else float("nan"))
         metrics: dict[str, float] = {"epoch": epoch + 1, "train_loss": result.epoch_losses[-1]}
@@ -217,6 +220,8 @@ def write_report(path: Path, cfg: TrainConfig, result: TrainResult, extra: dict)
     report = {
         "config": asdict(cfg),
         "seconds": round(result.seconds, 1),
+        "steps": len(result.step_losses),
+        "median_step_seconds": round(float(np.median(result.step_seconds)), 4) if result.step_seconds else None,
         "best_epoch": result.best_epoch,
         "epochs": result.heldout,
         "epoch_losses": result.epoch_losses,
