@@ -6,13 +6,14 @@
 # QUICKSTART_EVAL=1 also measures the reranker on the held-out split through the gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SECONDS=0
 bash scripts/setup.sh
 rg=.venv/bin/ranking-gateway
 work=runs/quickstart
 port=${PORT:-8000}
 mkdir -p "$work"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m== [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 step "corpus: Python standard library docstrings (BEIR layout)"
 $rg quickstart-corpus --out "$work/collection"
@@ -20,13 +21,13 @@ $rg quickstart-corpus --out "$work/collection"
 if [ ! -f "$work/reranker/config.json" ]; then
     step "train the cross-encoder reranker (self-supervised pairs, small step budget)"
     $rg train-reranker --collection "$work/collection" --split train --out "$work/reranker" \
-        --epochs 1 --max-steps "${QUICKSTART_STEPS:-250}" --max-length 96 --batch-queries 4 --negatives 3 \
-        --lr 1e-4 --miner bm25 --heldout-fraction 0.03 --eval-candidates 20
+        --epochs 1 --max-steps "${QUICKSTART_STEPS:-80}" --max-length 64 --batch-queries 4 --negatives 3 \
+        --lr 2e-4 --miner bm25 --heldout-fraction 0.03 --eval-candidates 20
 fi
 
 step "build: ONNX export + check, Triton model repository (CPU), corpus embeddings, FAISS index"
 $rg build --corpus "$work/collection/corpus.jsonl" --artifacts "$work/artifacts" \
-    --reranker "$work/reranker" --max-length 128 --document-max-length 128
+    --reranker "$work/reranker" --max-length 64 --document-max-length 128
 
 step "serve: embedded Triton + gateway on http://127.0.0.1:$port"
 $rg serve --artifacts "$work/artifacts" --port "$port" &
