@@ -17,7 +17,7 @@ common=(--collection "$collection" --split train --max-length "${MAX_LENGTH:-384
         --mine-depth 50 --eval-candidates 30 --heldout-fraction 0.1 --negatives 7
         --embeddings-cache "$out/corpus-embeddings.npy" "$@")
 
-$rg train-reranker "${common[@]}" --source corpus --queries-per-doc 3 --epochs "${STAGE1_EPOCHS:-2}" \
+$rg train-reranker "${common[@]}" --source corpus --queries-per-doc 3 --epochs "${STAGE1_EPOCHS:-1}" \
     --batch-queries 32 --lr 1e-4 --out "$out/stage1-corpus"
 $rg train-reranker "${common[@]}" --source qrels --init "$out/stage1-corpus" --epochs "${STAGE2_EPOCHS:-8}" \
     --batch-queries 16 --lr 3e-5 --out "$out/reranker"
