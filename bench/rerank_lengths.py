@@ -67,6 +67,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.scatter([x], [y], s=60, marker="o" if row["rerank"] else "s")
         ax.annotate(row["label"], (x, y), textcoords="offset points", xytext=(6, -4))
     ax.set_xscale("log")
+    ax.margins(x=0.35, y=0.1)  # room for the labels right of the points
     ax.set_xlabel("client latency p50, ms (log scale; concurrency 1)")
     ax.set_ylabel("NDCG@10")
     ax.set_title("served stack: reranker max length vs relevance and latency")
@@ -85,27 +86,33 @@ def main() -> int:
     p.add_argument("--alpha", default=None, help="serve --rerank-alpha (default: the build's recommended one)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--name", default="rerank_lengths", help="output name under bench/results/")
+    p.add_argument("--replot", action="store_true", help="only redraw the PNG from bench/results/NAME.json")
     args = p.parse_args()
 
     work = RESULTS / args.name
     work.mkdir(parents=True, exist_ok=True)
-    logs = Path(tempfile.mkdtemp(prefix=f"{args.name}-logs-"))  # the servers' logs: not results
-    print(f"serve logs in {logs}")
-    rows: list[dict] = []
     report: dict = {"artifacts": str(args.artifacts), "collection": str(args.collection), "split": args.split,
                     "depth": args.depth, "runs": {}}
-    for i, length in enumerate(int(x) for x in args.lengths.split(",")):
-        proc, url = serve(args.artifacts, length, args.depth, args.alpha, logs / f"serve-len{length}.log")
-        try:
-            result = evaluate(url, args.collection, args.split, "off,on" if i == 0 else "on",
-                              work / f"eval-len{length}.json", args.limit)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
-        report["runs"][f"len={length}"] = result
-        for mode in result["modes"]:
-            label = f"rerank {length} tok" if mode["rerank"] else f"no rerank ({result['retrieval']})"
-            rows.append({"label": label, "length": length if mode["rerank"] else None, **mode})
+    out = RESULTS / f"{args.name}.json"
+    if args.replot:  # redraw the PNG of an earlier run from its JSON
+        report = json.loads(out.read_text())
+    else:
+        logs = Path(tempfile.mkdtemp(prefix=f"{args.name}-logs-"))  # the servers' logs: not results
+        print(f"serve logs in {logs}")
+        for i, length in enumerate(int(x) for x in args.lengths.split(",")):
+            proc, url = serve(args.artifacts, length, args.depth, args.alpha, logs / f"serve-len{length}.log")
+            try:
+                report["runs"][f"len={length}"] = evaluate(
+                    url, args.collection, args.split, "off,on" if i == 0 else "on", work / f"eval-len{length}.json", args.limit
+                )
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    rows = [
+        {"label": f"rerank {length.split('=')[1]} tok" if mode["rerank"] else f"no rerank ({result['retrieval']})", **mode}
+        for length, result in report["runs"].items()
+        for mode in result["modes"]
+    ]
     report["summary"] = [
         {"label": r["label"], "ndcg@10": r["metrics"]["ndcg@10"], "mrr@10": r["metrics"]["mrr@10"],
          "recall@100": r["metrics"]["recall@100"], "client_p50_ms": r["latency_ms"]["client"]["p50"],
@@ -114,7 +121,6 @@ def main() -> int:
          "errors": r["errors"]}
         for r in rows
     ]
-    out = RESULTS / f"{args.name}.json"
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     plot(rows, out.with_suffix(".png"))
     print(json.dumps(report["summary"], indent=1))
