@@ -26,6 +26,11 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     return bm25s.tokenize(list(texts), stopwords=STOPWORDS, return_ids=False, show_progress=False)
 
 
+def tokenize_ids(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
+    """The same tokens as `tokenize`, as bm25s's id form that indexing and batch retrieval take."""
+    return bm25s.tokenize(list(texts), stopwords=STOPWORDS, show_progress=False)
+
+
 class LexicalIndex:
     """A BM25 index whose row i is document i, the same rows as the FAISS index."""
 
@@ -36,9 +41,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str]) -> "LexicalIndex":
         retriever = bm25s.BM25()
-        retriever.index(
-            bm25s.tokenize(list(texts), stopwords=STOPWORDS, show_progress=False), show_progress=False
-        )
+        retriever.index(tokenize_ids(texts), show_progress=False)
         return cls(retriever)
 
     def save(self, directory: Path) -> None:
@@ -61,8 +64,7 @@ class LexicalIndex:
         """`search` for many queries in one bm25s call (negative mining, offline evaluation):
         per query, rows and scores best first, only documents sharing a term with it."""
         n = min(n, self.num_docs)
-        tokens = bm25s.tokenize(list(queries), stopwords=STOPWORDS, show_progress=False)
-        rows, scores = self.retriever.retrieve(tokens, k=n, show_progress=False, n_threads=1)
+        rows, scores = self.retriever.retrieve(tokenize_ids(queries), k=n, show_progress=False, n_threads=1)
         out = []
         for r, s in zip(np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)):
             keep = s > 0

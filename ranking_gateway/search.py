@@ -134,12 +134,13 @@ class SearchService:
         except ValueError as exc:
             raise RequestError(422, "invalid_request", f"'retrieval': {exc}") from None
 
-    def cache_key(self, request: SearchRequest) -> str:
+    def cache_key(self, request: SearchRequest, mode: RetrievalMode | None = None) -> str:
         """Everything the user-independent ranking depends on: index/model version, first stage
-        (with its fusion constant), candidates, and the reranker's blend and token budget."""
+        (with its fusion constant), candidates, and the reranker's blend and token budget.
+        `mode`: the request's resolved first stage, when the caller has it already."""
         rerank = request.rerank and self.has_reranker
         query = normalize_query(request.query, self._casefold)
-        mode = self.retrieval_mode(request)
+        mode = mode or self.retrieval_mode(request)
         first = f"hybrid{self.settings.rrf_k}" if mode == "hybrid" else mode
         alpha = f"{self.settings.rerank_alpha:g}" if rerank else "-"
         length = self.reranker_tokenizer.max_length if rerank and self.reranker_tokenizer is not None else "-"
@@ -149,7 +150,7 @@ class SearchService:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         mode = self.retrieval_mode(request)
-        ranked, cached = await self.cache.get_or_compute(self.cache_key(request), lambda: self._rank(request, mode))
+        ranked, cached = await self.cache.get_or_compute(self.cache_key(request, mode), lambda: self._rank(request, mode))
         (self.metrics.cache_hits if cached else self.metrics.cache_misses).inc()
         timings = {name: 0.0 for name in ranked.timings_ms} if cached else dict(ranked.timings_ms)
 

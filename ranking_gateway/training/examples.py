@@ -35,6 +35,15 @@ class ClickPair:
     shown_ids: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _example(
+    query_id: str, query: str, positive: str, negative_ids: Sequence[str], docs: Mapping[str, Document], source: str
+) -> TrainingExample:
+    return TrainingExample(
+        query_id=query_id, query=query, positive=positive,
+        negatives=tuple(docs[d].full_text for d in negative_ids), source=source,
+    )
+
+
 def sample_negatives(
     candidates: Sequence[str], exclude: set[str], n: int, rng: random.Random, skip_top: int = 0
 ) -> list[str]:
@@ -64,16 +73,8 @@ def examples_from_qrels(
         positives = {d for d, g in qrels[qid].items() if g > 0}
         for pid in sorted(positives):
             negs = sample_negatives(candidates.get(qid, ()), positives, n_negatives, rng)
-            if not negs:
-                continue
-            out.append(
-                TrainingExample(
-                    query_id=qid,
-                    query=queries[qid],
-                    positive=docs[pid].full_text,
-                    negatives=tuple(docs[d].full_text for d in negs),
-                )
-            )
+            if negs:
+                out.append(_example(qid, queries[qid], docs[pid].full_text, negs, docs, "qrels"))
     return out
 
 
@@ -100,15 +101,7 @@ def examples_from_clicks(
         exclude = {click.clicked_id, *negs}
         negs += sample_negatives(candidates.get(click.query, ()), exclude, n_negatives - len(negs), rng)
         if negs:
-            out.append(
-                TrainingExample(
-                    query_id=f"click-{i}",
-                    query=click.query,
-                    positive=docs[click.clicked_id].full_text,
-                    negatives=tuple(docs[d].full_text for d in negs),
-                    source="events",
-                )
-            )
+            out.append(_example(f"click-{i}", click.query, docs[click.clicked_id].full_text, negs, docs, "events"))
     return out
 
 
@@ -170,21 +163,12 @@ def examples_from_pseudo_queries(
     *,
     n_negatives: int,
     seed: int,
-    skip_top: int = 0,
 ) -> list[TrainingExample]:
     """Negatives: the retriever's candidates for the pseudo-query, never its source document."""
     rng = random.Random(seed)
     out: list[TrainingExample] = []
     for pq in pseudo:
-        negs = sample_negatives(candidates.get(pq.query_id, ()), {pq.doc_id}, n_negatives, rng, skip_top)
+        negs = sample_negatives(candidates.get(pq.query_id, ()), {pq.doc_id}, n_negatives, rng)
         if negs:
-            out.append(
-                TrainingExample(
-                    query_id=pq.query_id,
-                    query=pq.text,
-                    positive=pq.positive,
-                    negatives=tuple(docs[d].full_text for d in negs),
-                    source="corpus",
-                )
-            )
+            out.append(_example(pq.query_id, pq.text, pq.positive, negs, docs, "corpus"))
     return out
