@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ranking_build.onnx_export import export_onnx, quantize_int8
-from ranking_gateway.models import CrossEncoder, default_encoder_path
+from ranking_build.models import CrossEncoder, default_encoder_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ("onnx_fp32", "onnx_int8", "torch_fp32", "torch_bf16")

@@ -21,10 +21,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.retrieval import DocumentIndex
-from ranking_gateway.tokenization import TextTokenizer
-from ranking_gateway.triton_server import EmbeddedTriton
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.serving.index import DocumentIndex
+from ranking_gateway.serving.tokenization import TextTokenizer
+from ranking_gateway.serving.triton_server import EmbeddedTriton
 
 
 def cuda_runtime_libdir() -> str:

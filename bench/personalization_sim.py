@@ -81,7 +81,7 @@ def embed_queries(texts: list[str], artifacts: Path | None, cache: Path) -> np.n
             return cached
     from transformers import AutoTokenizer
 
-    from ranking_gateway.models import SentenceEncoder, default_encoder_path, encode_texts
+    from ranking_build.models import SentenceEncoder, default_encoder_path, encode_texts
 
     tokenizer_dir = artifacts / "tokenizers" / "query_encoder" if artifacts else None
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir if tokenizer_dir and tokenizer_dir.exists()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from ranking_gateway.triton_server import free_port
+from ranking_gateway.serving.triton_server import free_port
 
 RESULTS = Path(__file__).parent / "results"
 

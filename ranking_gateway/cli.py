@@ -12,12 +12,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 # module path of each subcommand group, in the order `--help` lists them
 COMMAND_MODULES: tuple[str, ...] = (
     "ranking_build.command",
-    "ranking_gateway.serve",
+    "ranking_gateway.serving.command",
     "ranking_gateway.training.command",
     "ranking_gateway.evaluation.command",
     "ranking_gateway.personalization.command",

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.config import BuildSettings, GatewaySettings
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.core.config import BuildSettings, GatewaySettings
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "corpus.jsonl"
@@ -30,7 +30,7 @@ def untrained_reranker(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ranking_gateway.models import default_encoder_path
+    from ranking_build.models import default_encoder_path
 
     out = tmp_path_factory.mktemp("reranker")
     torch.manual_seed(0)
@@ -63,7 +63,7 @@ def legacy_artifacts(artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="session")
 def triton(artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from ranking_gateway.triton_server import EmbeddedTriton
+    from ranking_gateway.serving.triton_server import EmbeddedTriton
 
     log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
     with EmbeddedTriton(artifacts.model_repository, log_path=log_path) as server:
@@ -78,7 +78,7 @@ def anyio_backend() -> str:
 @contextlib.asynccontextmanager
 async def gateway_client(settings: GatewaySettings, triton_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """The ASGI app with its lifespan entered, driven in-process through httpx."""
-    from ranking_gateway.app import create_app
+    from ranking_gateway.serving.app import create_app
 
     app = create_app(settings, triton_url)
     async with app.router.lifespan_context(app):
@@ -101,7 +101,7 @@ def serve_process(
 ) -> Iterator[httpx.Client]:
     """A real `ranking-gateway serve` subprocess on a free port, as a user starts it; the client
     carries `.process`. Embedded Triton unless `triton_url` is given."""
-    from ranking_gateway.triton_server import free_port
+    from ranking_gateway.serving.triton_server import free_port
 
     port = free_port()
     cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root), "--port", str(port)]

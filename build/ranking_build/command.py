@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ranking_gateway.config import BuildSettings
+from ranking_gateway.core.config import BuildSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

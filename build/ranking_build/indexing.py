@@ -5,7 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from ranking_gateway.config import IndexType
+from ranking_gateway.core.config import IndexType
 
 
 def build_faiss_index(embeddings: np.ndarray, index_type: IndexType, hnsw_m: int = 32) -> faiss.Index:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from string import Template
 
-from ranking_gateway.config import CpuRuntime, Target, TritonModelSettings
+from ranking_gateway.core.config import CpuRuntime, Target, TritonModelSettings
 
 
 def templates_dir() -> Path:

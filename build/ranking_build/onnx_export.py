@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 

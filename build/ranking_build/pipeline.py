@@ -16,16 +16,16 @@ import faiss
 import numpy as np
 from torch import nn
 
-from ranking_build.corpus import Document, read_corpus, write_documents
+from ranking_gateway.core.corpus import Document, read_corpus, write_documents
 from ranking_build.indexing import build_faiss_index
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
-from ranking_gateway.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, sha256_of
-from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
-from ranking_gateway.errors import CliError
-from ranking_gateway.lexical import STOPWORDS, LexicalIndex
-from ranking_gateway.models import (
+from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, sha256_of
+from ranking_gateway.core.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
+from ranking_gateway.core.errors import CliError
+from ranking_gateway.core.lexical import STOPWORDS, LexicalIndex
+from ranking_build.models import (
     CrossEncoder,
     SentenceEncoder,
     default_encoder_path,

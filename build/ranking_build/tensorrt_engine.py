@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 

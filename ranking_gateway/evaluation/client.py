@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def parse_modes(text: str) -> list[bool]:
 
 def read_split(collection: Path, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """Queries and qrels only: the corpus lives in the gateway, so it is not loaded here."""
-    from ranking_gateway.collection import read_qrels, read_queries
+    from ranking_gateway.core.collection import read_qrels, read_queries
 
     qrels = read_qrels(collection / "qrels" / f"{split}.tsv")
     all_queries = read_queries(collection / "queries.jsonl")

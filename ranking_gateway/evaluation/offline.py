@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ranking_gateway.evaluation.metrics import aggregate
-from ranking_gateway.scoring import interpolate
+from ranking_gateway.core.scoring import interpolate
 
 
 def rerank_run(cands: list[tuple[str, float]], logits: list[float], alpha: float) -> dict[str, float]:
@@ -31,8 +31,8 @@ def rerank_run(cands: list[tuple[str, float]], logits: list[float], alpha: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ranking_gateway.collection import load_collection
-    from ranking_gateway.models import default_encoder_path, resolve_device, use_bf16
+    from ranking_gateway.core.collection import load_collection
+    from ranking_build.models import default_encoder_path, resolve_device, use_bf16
     from ranking_gateway.training.loop import score_pairs
     from ranking_gateway.training.mining import mine_candidates
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

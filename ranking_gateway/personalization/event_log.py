@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ranking_gateway.errors import BackendUnavailable
+from ranking_gateway.core.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ranking_gateway.schemas import RequestError, string_field
+from ranking_gateway.serving.schemas import RequestError, string_field
 
 # how much one event of each type pulls the profile towards (or, negative, away from) the document
 DEFAULT_EVENT_WEIGHTS: Mapping[str, float] = MappingProxyType(

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ranking_gateway.config import GatewaySettings
+from ranking_gateway.core.config import GatewaySettings
 from ranking_gateway.personalization.event_log import EventLog, JsonlEventLog, RedisStreamEventLog
 from ranking_gateway.personalization.profiles import InMemoryProfileStore, ProfileStore, RedisProfileStore
 from ranking_gateway.personalization.scorer import PersonalScorer
 from ranking_gateway.personalization.service import Personalizer
-from ranking_gateway.retrieval import DocumentIndex
-from ranking_gateway.search import Candidate, ScoredCandidate
+from ranking_gateway.serving.index import DocumentIndex
+from ranking_gateway.serving.search import Candidate, ScoredCandidate
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ranking_gateway.errors import BackendUnavailable
+from ranking_gateway.core.errors import BackendUnavailable
 
 DEFAULT_HALF_LIFE_S = 3 * 24 * 3600.0
 DEFAULT_MAX_RECENT = 20

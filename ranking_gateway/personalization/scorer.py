@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ranking_gateway.personalization.profiles import UserProfile
-from ranking_gateway.scoring import zscore
+from ranking_gateway.core.scoring import zscore
 
 FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recency", "bias")
 # One z-unit of reranker score is worth what 0.25 of cosine to the profile is: the profile moves

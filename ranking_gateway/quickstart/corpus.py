@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ranking_build.corpus import Document
-from ranking_gateway.collection import Qrels, write_collection
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.collection import Qrels, write_collection
 from ranking_gateway.quickstart.stdlib_docs import DocEntry, all_entries, split_summary
 
 

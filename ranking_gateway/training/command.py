@@ -8,7 +8,7 @@ import logging
 import time
 from pathlib import Path
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     """The collection; without qrels for the split, --source corpus/events use the corpus alone
     (no held-out slice then)."""
-    from ranking_build.corpus import read_corpus
-    from ranking_gateway.collection import Collection, load_collection
+    from ranking_gateway.core.corpus import read_corpus
+    from ranking_gateway.core.collection import Collection, load_collection
 
     if args.source != "qrels" and not (args.collection / "qrels" / f"{args.split}.tsv").is_file():
         documents = read_corpus(args.collection / "corpus.jsonl")
@@ -72,7 +72,7 @@ def _load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ranking_gateway.models import default_encoder_path, resolve_device, use_bf16
+    from ranking_build.models import default_encoder_path, resolve_device, use_bf16
     from ranking_gateway.training.loop import TrainConfig, train, write_report
 
     if (args.source == "events") != (args.events is not None):
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 def _examples(args: argparse.Namespace, coll, bf16: bool, device: str):
     """(training examples, held-out slice, training queries) for `--source`: one mining pass
     over the source's queries and the held-out ones, with the first stage the gateway serves."""
-    from ranking_gateway.models import default_encoder_path
+    from ranking_build.models import default_encoder_path
     from ranking_gateway.training.examples import (
         examples_from_clicks,
         examples_from_pseudo_queries,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ranking_build.corpus import Document
+from ranking_gateway.core.corpus import Document
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ def evaluate_heldout(model, tokenizer, heldout: HeldOut, cfg: TrainConfig) -> di
     """NDCG@10/MRR@10 of reranking each held-out query's candidates (the logit alone, and blended
     with the retrieval score at each of `cfg.alphas`), next to the retrieval order's."""
     from ranking_gateway.evaluation.metrics import aggregate
-    from ranking_gateway.scoring import interpolate
+    from ranking_gateway.core.scoring import interpolate
 
     alphas = tuple(dict.fromkeys((1.0, *cfg.alphas)))  # 1.0: the logit alone, always reported
     blended: dict[float, dict[str, dict[str, float]]] = {a: {} for a in alphas}

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking_build.corpus import Document
-from ranking_gateway.fusion import RRF_K, rrf
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.fusion import RRF_K, rrf
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def dense_candidates(
     """
     from transformers import AutoTokenizer
 
-    from ranking_gateway.models import SentenceEncoder, encode_texts
+    from ranking_build.models import SentenceEncoder, encode_texts
 
     tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
     encoder = SentenceEncoder(encoder_path)
@@ -90,7 +90,7 @@ def exact_top_k(queries: np.ndarray, docs: np.ndarray, k: int, block: int = 1024
 
 def bm25_candidates(docs: Sequence[Document], queries: dict[str, str], k: int) -> Candidates:
     """BM25 over the corpus, the same index and tokenisation the gateway serves (`lexical`)."""
-    from ranking_gateway.lexical import LexicalIndex
+    from ranking_gateway.core.lexical import LexicalIndex
 
     index = LexicalIndex.build([d.full_text for d in docs])
     qids = list(queries)

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ranking_build.corpus import Document
-from ranking_gateway.collection import write_collection
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.collection import write_collection
 from ranking_gateway.evaluation.client import run_mode
 from ranking_gateway.evaluation.report import lift, plot, summarize
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ranking_gateway.triton_server import free_port
+from ranking_gateway.serving.triton_server import free_port
 
 
 @dataclass

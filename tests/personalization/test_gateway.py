@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.config import GatewaySettings, PersonalizationSettings
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.core.config import GatewaySettings, PersonalizationSettings
 from ranking_gateway.personalization.event_log import read_records
 from tests.conftest import gateway_client
 

@@ -8,7 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.personalization.event_log import read_records
 from tests.conftest import serve_process
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ranking_gateway.collection import load_collection, write_collection
+from ranking_gateway.core.collection import load_collection, write_collection
 from ranking_gateway.quickstart.corpus import CorpusSpec, build_collection
 from ranking_gateway.quickstart.stdlib_docs import DocEntry, entries_from_source, split_summary, stdlib_root
 

@@ -6,8 +6,8 @@ import re
 import faiss
 import numpy as np
 
-from ranking_gateway.artifacts import ArtifactPaths, Manifest
-from ranking_gateway.models import fastest_cpu_runtime
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_build.models import fastest_cpu_runtime
 
 
 def test_artifacts_layout(artifacts: ArtifactPaths) -> None:
@@ -52,7 +52,7 @@ def test_index_finds_each_document_by_its_own_embedding(artifacts: ArtifactPaths
 
 
 def test_build_writes_a_bm25_index_over_the_same_rows(artifacts: ArtifactPaths) -> None:
-    from ranking_gateway.lexical import LexicalIndex
+    from ranking_gateway.core.lexical import LexicalIndex
 
     assert (artifacts.bm25_index / "params.index.json").is_file()
     lexical = LexicalIndex.load(artifacts.bm25_index)

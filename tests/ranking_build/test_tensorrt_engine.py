@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
-from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.core.artifacts import ArtifactPaths
 
 REASON = tensorrt_unavailable_reason()
 pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(REASON is not None, reason=f"TensorRT build not run: {REASON}")]

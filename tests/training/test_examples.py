@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ranking_build.corpus import Document
+from ranking_gateway.core.corpus import Document
 from ranking_gateway.training.examples import (
     examples_from_pseudo_queries,
     inverse_cloze_queries,

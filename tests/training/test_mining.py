@@ -5,9 +5,9 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from ranking_build.corpus import Document
-from ranking_gateway.fusion import rrf
-from ranking_gateway.lexical import LexicalIndex
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.fusion import rrf
+from ranking_gateway.core.lexical import LexicalIndex
 from ranking_gateway.training.mining import bm25_candidates, exact_top_k, rrf_fuse
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ranking_build.corpus import Document
-from ranking_gateway.artifacts import ArtifactPaths, Manifest
-from ranking_gateway.collection import write_collection
-from ranking_gateway.config import BuildSettings, GatewaySettings, PersonalizationSettings
-from ranking_gateway.models import CrossEncoder
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.core.collection import write_collection
+from ranking_gateway.core.config import BuildSettings, GatewaySettings, PersonalizationSettings
+from ranking_build.models import CrossEncoder
 from ranking_gateway.personalization.event_log import read_records
 from tests.conftest import CORPUS, gateway_client, serve_process
 from tests.training.test_train_tiny import make_collection
@@ -90,7 +90,7 @@ async def test_events_source_trains_from_the_gateways_own_click_log(
 
 
 def test_events_flag_goes_with_the_events_source(tmp_path: Path) -> None:
-    from ranking_gateway.errors import CliError
+    from ranking_gateway.core.errors import CliError
 
     with pytest.raises(CliError, match="--events"):
         train("--collection", str(CORPUS.parent), "--source", "events", "--out", str(tmp_path / "m"))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ranking_build.corpus import Document
-from ranking_gateway.collection import load_collection, write_collection
-from ranking_gateway.models import CrossEncoder
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.collection import load_collection, write_collection
+from ranking_build.models import CrossEncoder
 
 TOPICS = {
     "volcano": "Volcanoes erupt molten lava and ash when magma pressure builds beneath the crust.",
@@ -51,7 +51,7 @@ def test_collection_round_trip(tmp_path: Path) -> None:
 def test_listwise_training_lowers_loss(tmp_path: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ranking_gateway.models import default_encoder_path
+    from ranking_build.models import default_encoder_path
     from ranking_gateway.training.examples import examples_from_qrels
     from ranking_gateway.training.loop import TrainConfig, listwise_loss, train
 

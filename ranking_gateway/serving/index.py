@@ -9,11 +9,11 @@ import json
 import faiss
 import numpy as np
 
-from ranking_build.corpus import Document
-from ranking_gateway.artifacts import ArtifactPaths, Manifest
-from ranking_gateway.config import RETRIEVAL_MODES, RetrievalMode
-from ranking_gateway.fusion import rrf
-from ranking_gateway.lexical import LexicalIndex
+from ranking_gateway.core.corpus import Document
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.core.config import RETRIEVAL_MODES, RetrievalMode
+from ranking_gateway.core.fusion import rrf
+from ranking_gateway.core.lexical import LexicalIndex
 
 
 def resolve_retrieval(requested: str | None, has_lexical: bool) -> RetrievalMode:

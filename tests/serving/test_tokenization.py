@@ -1,5 +1,5 @@
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.tokenization import BUCKET, TextTokenizer
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.serving.tokenization import BUCKET, TextTokenizer
 
 
 def test_pairs_are_bucketed_and_truncated_documents_first(artifacts: ArtifactPaths) -> None:

@@ -2,7 +2,7 @@
 
 import json
 
-from ranking_gateway.artifacts import ArtifactPaths, Manifest, sha256_of
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, sha256_of
 
 
 def test_manifest_records_the_bm25_index(artifacts: ArtifactPaths) -> None:

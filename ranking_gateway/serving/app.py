@@ -20,18 +20,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ranking_gateway.artifacts import ArtifactPaths, Manifest
-from ranking_gateway.cache import LruTtlCache, SingleFlightCache
-from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL, GatewaySettings
-from ranking_gateway.errors import BackendUnavailable
-from ranking_gateway.metrics import GatewayMetrics
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
+from ranking_gateway.core.config import ENCODER_MODEL, RERANKER_MODEL, GatewaySettings
+from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.metrics import GatewayMetrics
 from ranking_gateway.personalization.gateway import Personalization
-from ranking_gateway.redis_cache import RedisCacheStore, make_redis
-from ranking_gateway.retrieval import DocumentIndex
-from ranking_gateway.schemas import RequestError, SearchRequest
-from ranking_gateway.search import SearchService
-from ranking_gateway.tokenization import TextTokenizer
-from ranking_gateway.triton_models import TritonModels
+from ranking_gateway.serving.redis_cache import RedisCacheStore, make_redis
+from ranking_gateway.serving.index import DocumentIndex
+from ranking_gateway.serving.schemas import RequestError, SearchRequest
+from ranking_gateway.serving.search import SearchService
+from ranking_gateway.serving.tokenization import TextTokenizer
+from ranking_gateway.serving.triton_client import TritonModels
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ranking_gateway.fusion import rrf
+from ranking_gateway.core.fusion import rrf
 
 
 def test_rrf_sums_reciprocal_ranks() -> None:

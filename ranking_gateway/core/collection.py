@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranking_build.corpus import Document, read_corpus
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.corpus import Document, read_corpus
+from ranking_gateway.core.errors import CliError
 
 Qrels = dict[str, dict[str, int]]  # query id -> {doc id -> graded relevance}
 
@@ -98,7 +98,7 @@ def write_collection(
     root: str | Path, documents: list[Document], queries: dict[str, str], qrels_by_split: dict[str, Qrels]
 ) -> None:
     """Write a collection in BEIR layout (used by the quickstart corpus and by tests)."""
-    from ranking_build.corpus import write_documents
+    from ranking_gateway.core.corpus import write_documents
 
     root = Path(root)
     (root / "qrels").mkdir(parents=True, exist_ok=True)

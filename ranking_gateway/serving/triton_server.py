@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 

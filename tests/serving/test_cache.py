@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from ranking_gateway.cache import LruTtlCache, SingleFlightCache
+from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ranking_gateway.artifacts import ArtifactPaths
+from ranking_gateway.core.artifacts import ArtifactPaths
 from tests.conftest import serve_process
 
 
@@ -60,7 +60,7 @@ def serve_cli(capsys, *argv: str) -> tuple[int, str]:
 
 def test_retrieval_and_rerank_length_flags_reach_the_settings(artifacts: ArtifactPaths) -> None:
     from ranking_gateway.cli import build_parser
-    from ranking_gateway.serve import check_artifacts, settings_from_args
+    from ranking_gateway.serving.command import check_artifacts, settings_from_args
 
     args = build_parser().parse_args(
         ["serve", "--artifacts", str(artifacts.root), "--retrieval", "bm25", "--rerank-max-length", "64"]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ranking_gateway.config import RETRIEVAL_MODES, RetrievalMode, SearchLimits
+from ranking_gateway.core.config import RETRIEVAL_MODES, RetrievalMode, SearchLimits
 
 
 class RequestError(Exception):

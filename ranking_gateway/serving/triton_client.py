@@ -13,9 +13,9 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from ranking_gateway.config import ENCODER_MODEL, RERANKER_MODEL
-from ranking_gateway.errors import BackendUnavailable
-from ranking_gateway.tokenization import TokenBatch
+from ranking_gateway.core.config import ENCODER_MODEL, RERANKER_MODEL
+from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.tokenization import TokenBatch
 
 
 class TritonModels:

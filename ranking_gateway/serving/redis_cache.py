@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from ranking_gateway.search import Candidate, RankedCandidates
+from ranking_gateway.serving.search import Candidate, RankedCandidates
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.config import GatewaySettings
-from ranking_gateway.triton_server import free_port
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.core.config import GatewaySettings
+from ranking_gateway.serving.triton_server import free_port
 from tests.conftest import gateway_client
 
 pytestmark = pytest.mark.anyio
@@ -163,7 +163,7 @@ async def test_hybrid_reranks_and_caches_per_mode(client: httpx.AsyncClient) -> 
 
 
 async def test_cache_key_differs_by_retrieval_mode_and_rerank_max_length(artifacts: ArtifactPaths, triton) -> None:
-    from ranking_gateway.schemas import SearchRequest
+    from ranking_gateway.serving.schemas import SearchRequest
 
     base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
     request = SearchRequest("volcanic eruptions", 5, 20, True, None)

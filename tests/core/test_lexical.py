@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ranking_build.corpus import read_corpus
-from ranking_gateway.lexical import LexicalIndex
+from ranking_gateway.core.corpus import read_corpus
+from ranking_gateway.core.lexical import LexicalIndex
 from ranking_gateway.training.mining import bm25_candidates
 from tests.conftest import CORPUS
 

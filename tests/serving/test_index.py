@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from ranking_gateway.artifacts import ArtifactPaths
-from ranking_gateway.retrieval import DocumentIndex, fuse, resolve_retrieval
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.serving.index import DocumentIndex, fuse, resolve_retrieval
 
 
 def test_loads_bm25_when_the_build_made_one(artifacts: ArtifactPaths, legacy_artifacts: ArtifactPaths) -> None:

@@ -18,15 +18,15 @@ from typing import Protocol
 import anyio.to_thread
 import numpy as np
 
-from ranking_gateway.cache import SingleFlightCache
-from ranking_gateway.config import GatewaySettings, RetrievalMode
-from ranking_gateway.errors import BackendUnavailable
-from ranking_gateway.metrics import GatewayMetrics
-from ranking_gateway.retrieval import DocumentIndex, fuse, resolve_retrieval
-from ranking_gateway.schemas import RequestError, SearchRequest
-from ranking_gateway.scoring import interpolate
-from ranking_gateway.tokenization import TextTokenizer
-from ranking_gateway.triton_models import TritonModels
+from ranking_gateway.serving.cache import SingleFlightCache
+from ranking_gateway.core.config import GatewaySettings, RetrievalMode
+from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.metrics import GatewayMetrics
+from ranking_gateway.serving.index import DocumentIndex, fuse, resolve_retrieval
+from ranking_gateway.serving.schemas import RequestError, SearchRequest
+from ranking_gateway.core.scoring import interpolate
+from ranking_gateway.serving.tokenization import TextTokenizer
+from ranking_gateway.serving.triton_client import TritonModels
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Literal
 Target = Literal["cpu", "tensorrt"]
 CpuRuntime = Literal["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
 IndexType = Literal["flat", "hnsw"]
-# first stage: FAISS cosine, BM25 (bm25s), or both fused by reciprocal rank (ranking_gateway.fusion)
+# first stage: FAISS cosine, BM25 (bm25s), or both fused by reciprocal rank (ranking_gateway.core.fusion)
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "bm25", "hybrid")
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ranking_gateway.scoring import interpolate, zscore
+from ranking_gateway.core.scoring import interpolate, zscore
 
 
 def test_zscore_standardises_and_handles_constant_lists() -> None:

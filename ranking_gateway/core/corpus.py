@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.errors import CliError
 
 
 @dataclass(frozen=True, slots=True)

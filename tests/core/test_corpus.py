@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from ranking_build.corpus import CorpusError, read_corpus
+from ranking_gateway.core.corpus import CorpusError, read_corpus
 from ranking_build.pipeline import run_build
-from ranking_gateway.config import BuildSettings
+from ranking_gateway.core.config import BuildSettings
 
 
 def write(tmp_path: Path, *lines: str) -> Path:

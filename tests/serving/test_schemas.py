@@ -1,7 +1,7 @@
 import pytest
 
-from ranking_gateway.config import SearchLimits
-from ranking_gateway.schemas import RequestError, SearchRequest
+from ranking_gateway.core.config import SearchLimits
+from ranking_gateway.serving.schemas import RequestError, SearchRequest
 
 LIMITS = SearchLimits(max_query_chars=50, max_k=20, max_candidates=200)
 

@@ -13,9 +13,9 @@ import logging
 import signal
 from pathlib import Path
 
-from ranking_gateway.artifacts import ArtifactPaths, Manifest
-from ranking_gateway.config import RETRIEVAL_MODES, GatewaySettings
-from ranking_gateway.errors import CliError
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.core.config import RETRIEVAL_MODES, GatewaySettings
+from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
-    from ranking_gateway.config import CacheSettings, PersonalizationSettings
+    from ranking_gateway.core.config import CacheSettings, PersonalizationSettings
 
     return GatewaySettings(
         artifacts=args.artifacts,
@@ -100,7 +100,7 @@ def _check_personalization(settings: GatewaySettings) -> None:
 
 def check_artifacts(settings: GatewaySettings) -> Manifest:
     """What the flags ask of the build, checked before Triton starts: a one-line CliError each."""
-    from ranking_gateway.retrieval import resolve_retrieval
+    from ranking_gateway.serving.index import resolve_retrieval
 
     paths = ArtifactPaths(settings.artifacts)
     if not paths.manifest.is_file():
@@ -132,8 +132,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ranking_gateway.app import create_app
-    from ranking_gateway.triton_server import EmbeddedTriton
+    from ranking_gateway.serving.app import create_app
+    from ranking_gateway.serving.triton_server import EmbeddedTriton
 
     settings = settings_from_args(args)
     _check_personalization(settings)

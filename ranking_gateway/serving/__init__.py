@@ -1,0 +1,1 @@
+"""The online path: the `serve` command, the Starlette gateway, the search pipeline and its Triton client."""
