@@ -1,9 +1,9 @@
 """Which CPU runtime should the CPU target's Triton models use? Measure them in one run.
 
-Runs the serving code itself (model_repository/common/cpu_runtime.py, the class the python
-backend loads) for each runtime on the same reranker-shaped inputs, and reports the median
-latency per batch, the ratio to ONNX Runtime fp32 (the baseline), and the max score deviation
-from PyTorch fp32. Writes JSON and a PNG.
+Runs the serving code itself (model_repository/reranker/model.py over common/cpu_runtime.py, as
+the python backend loads them) for each runtime on the same reranker-shaped inputs, and reports
+the median latency per batch, the ratio to ONNX Runtime fp32 (the baseline), and the max score
+deviation from PyTorch fp32. Writes JSON and a PNG.
 
     python bench/cpu_runtimes.py --out bench/results [--batch 32] [--length 128] [--repeats 15]
 """
@@ -11,7 +11,6 @@ from PyTorch fp32. Writes JSON and a PNG.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -21,27 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking_build.onnx_export import export_onnx, quantize_int8
+from ranking_build.model_repository import copy_model_code, load_cpu_model
 from ranking_build.models import CrossEncoder, default_encoder_path
+from ranking_build.onnx_export import export_onnx, quantize_int8
+from ranking_gateway.core.contract import RERANKER
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ("onnx_fp32", "onnx_int8", "torch_fp32", "torch_bf16")
-
-
-def load_cpu_runtime():
-    spec = importlib.util.spec_from_file_location("cpu_runtime", ROOT / "model_repository/common/cpu_runtime.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-def model_config(runtime: str) -> dict:
-    return {
-        "parameters": {"task": {"string_value": "relevance"}, "runtime": {"string_value": runtime}},
-        "input": [{"name": n} for n in ("input_ids", "attention_mask", "token_type_ids")],
-        "output": [{"name": "logit"}],
-    }
 
 
 def main() -> None:
@@ -53,10 +38,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    cpu_runtime = load_cpu_runtime()
 
     with tempfile.TemporaryDirectory() as tmp:
-        version = Path(tmp)
+        version = Path(tmp) / RERANKER.name / "1"
+        version.mkdir(parents=True)
+        copy_model_code(RERANKER, version)
         if args.reranker:
             module = CrossEncoder(args.reranker)
         else:
@@ -68,8 +54,7 @@ def main() -> None:
             hf.save_pretrained(str(version / "src"))
             module = CrossEncoder(version / "src")
         module.transformer.save_pretrained(str(version / "hf"))
-        names = ("input_ids", "attention_mask", "token_type_ids")
-        export_onnx(module, names, "logit", version / "model.onnx")
+        export_onnx(module, RERANKER, version / "model.onnx")
         quantize_int8(version / "model.onnx", version / "model.int8.onnx")
 
         rng = np.random.default_rng(0)
@@ -83,7 +68,7 @@ def main() -> None:
         inputs["input_ids"][:, 0] = 101
         results, outputs = {}, {}
         for runtime in RUNTIMES:
-            model = cpu_runtime.CpuModel(version, model_config(runtime))  # warms up on load
+            model = load_cpu_model(version, RERANKER, runtime)  # warms up on load
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()

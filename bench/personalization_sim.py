@@ -10,9 +10,9 @@ NDCG@10 against the user's personal relevance on held-out queries of that user (
 clicked on), personalised and not.
 
 Two modes:
-* in-process (default): the real `Personalizer` (event validation, JSONL event log, profile store,
-  scorer) on top of a non-personalised ranking computed here by exact inner product over the
-  index's embeddings (the retrieval score stands in for the reranker score);
+* in-process (default): the real `Personalization` (event validation, JSONL event log, profile
+  store, scorer) on top of a non-personalised ranking by the gateway's dense first stage, exact
+  inner product over the index's embeddings (the retrieval score stands in for the reranker score);
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
   without `user_id`, `POST /v1/events`), which also measures the latency of `POST /v1/events` and
   the time from an event's acknowledgement to a search answering with the changed ranking.
@@ -39,6 +39,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ranking_gateway.core import first_stage  # noqa: E402
+from ranking_gateway.core.artifacts import ArtifactPaths  # noqa: E402
+from ranking_gateway.core.collection import Qrels, read_qrels, read_queries  # noqa: E402
+from ranking_gateway.core.contract import ENCODER  # noqa: E402
+from ranking_gateway.core.corpus import read_corpus  # noqa: E402
+from ranking_gateway.evaluation.metrics import ndcg_at_k  # noqa: E402
+
 CHECKPOINTS = (0, 1, 3, 10)
 
 
@@ -46,30 +53,20 @@ CHECKPOINTS = (0, 1, 3, 10)
 
 
 def load_index(embeddings_path: Path, documents_path: Path) -> tuple[np.ndarray, list[str]]:
-    """Document embeddings (row i = i-th line of the documents file) and the document ids."""
+    """Document embeddings (row i = i-th document of the documents file) and the document ids."""
     embeddings = np.load(embeddings_path)
-    with documents_path.open(encoding="utf-8") as fh:
-        ids = [json.loads(line)["_id"] for line in fh if line.strip()]
+    ids = [d.id for d in read_corpus(documents_path)]
     if len(ids) != len(embeddings):
         raise SystemExit(f"{documents_path}: {len(ids)} documents but {len(embeddings)} embeddings")
     return embeddings.astype(np.float32), ids
 
 
-def load_queries(path: Path) -> tuple[list[str], list[str]]:
-    """(ids, texts) of a BEIR queries.jsonl."""
-    with path.open(encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return [str(r["_id"]) for r in rows], [r["text"] for r in rows]
-
-
-def load_qrels(directory: Path | None) -> dict[str, dict[str, float]]:
-    """query id -> {doc id: grade} from every BEIR qrels/*.tsv (header line skipped)."""
-    qrels: dict[str, dict[str, float]] = {}
+def load_qrels(directory: Path | None) -> Qrels:
+    """query id -> {doc id: grade > 0} from every BEIR qrels/*.tsv."""
+    qrels: Qrels = {}
     for tsv in sorted(directory.glob("*.tsv")) if directory else []:
-        for line in tsv.read_text(encoding="utf-8").splitlines()[1:]:
-            qid, did, grade = line.split("\t")[:3]
-            if float(grade) > 0:
-                qrels.setdefault(qid, {})[did] = float(grade)
+        for qid, judged in read_qrels(tsv).items():
+            qrels.setdefault(qid, {}).update({d: g for d, g in judged.items() if g > 0})
     return qrels
 
 
@@ -83,7 +80,7 @@ def embed_queries(texts: list[str], artifacts: Path | None, cache: Path) -> np.n
 
     from ranking_build.models import SentenceEncoder, default_encoder_path, encode_texts
 
-    tokenizer_dir = artifacts / "tokenizers" / "query_encoder" if artifacts else None
+    tokenizer_dir = ArtifactPaths(artifacts).tokenizer(ENCODER.name) if artifacts else None
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir if tokenizer_dir and tokenizer_dir.exists()
                                                    else default_encoder_path()))
     encoder = SentenceEncoder(default_encoder_path())
@@ -106,13 +103,6 @@ def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations
     return labels
 
 
-def ndcg_at(ranked: list[str], rel: dict[str, float], ideal_pool: list[float], k: int = 10) -> float:
-    dcg = sum(rel.get(d, 0.0) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(ideal_pool, reverse=True)[:k]
-    idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
 # ----------------------------------------------------------------------------- backends
 
 
@@ -124,44 +114,41 @@ class Ranking:
 
 
 class InProcessBackend:
-    """The real Personalizer over an exact inner-product candidate ranking."""
+    """The real Personalization over the first stage's candidate ranking."""
 
-    def __init__(self, embeddings: np.ndarray, ids: list[str], queries: np.ndarray, candidates: int,
-                 log_dir: Path, weights: Path | None) -> None:
-        from ranking_gateway.personalization.event_log import JsonlEventLog
-        from ranking_gateway.personalization.profiles import InMemoryProfileStore
+    def __init__(self, embeddings: np.ndarray, ids: list[str], texts: list[str], top: np.ndarray,
+                 top_scores: np.ndarray, log_dir: Path, weights: Path | None) -> None:
+        from ranking_gateway.personalization.jsonl_log import JsonlEventLog
+        from ranking_gateway.personalization.memory_store import InMemoryProfileStore
         from ranking_gateway.personalization.scorer import PersonalScorer
-        from ranking_gateway.personalization.service import Personalizer
+        from ranking_gateway.personalization.service import Personalization
 
-        doc_index = {d: i for i, d in enumerate(ids)}
-        scorer = PersonalScorer.load(weights) if weights else PersonalScorer()
-        self.store = InMemoryProfileStore()
-        self.log = JsonlEventLog(log_dir)
-        self.personalizer = Personalizer(embeddings=embeddings, doc_index=doc_index, store=self.store,
-                                         event_log=self.log, scorer=scorer)
-        self.ids = ids
-        scores = queries @ embeddings.T
-        self.top = np.argsort(-scores, axis=1)[:, :candidates]
-        self.top_scores = np.take_along_axis(scores, self.top, axis=1)
+        self.personalization = Personalization(
+            embeddings=embeddings, doc_ids=ids, store=InMemoryProfileStore(), event_log=JsonlEventLog(log_dir),
+            scorer=PersonalScorer.load(weights) if weights else PersonalScorer())
+        self.ids, self.texts, self.top, self.top_scores = ids, texts, top, top_scores
 
     def candidates(self, q: int) -> list[str]:
         return [self.ids[i] for i in self.top[q]]
 
     async def search(self, q: int, user: str | None, k: int = 10, log: bool = True) -> Ranking:
         request_id = uuid.uuid4().hex
-        doc_ids = self.candidates(q)
-        self.personalizer.log_impressions = log
-        result = await self.personalizer.personalize(
-            user_id=user, request_id=request_id, doc_ids=doc_ids, primary=self.top_scores[q],
-            retrieval=self.top_scores[q], k=k)
-        order = result.order if result is not None else range(min(k, len(doc_ids)))
-        return Ranking([doc_ids[i] for i in order], request_id)
+        result = None
+        if user is not None:
+            self.personalization.log_impressions = log
+            result = await self.personalization.personalize(
+                user, self.top[q], self.top_scores[q], self.top_scores[q], request_id=request_id, k=k,
+                query=self.texts[q])
+        order = result.order if result is not None else range(min(k, len(self.top[q])))
+        return Ranking([self.ids[self.top[q][i]] for i in order], request_id)
 
     async def event(self, body: dict[str, Any]) -> None:
-        await self.personalizer.record_event(body)
+        from ranking_gateway.serving.schemas import parse_event
+
+        await self.personalization.record(parse_event(body, doc_exists=self.personalization.has_document))
 
     async def close(self) -> None:
-        await self.log.close()
+        await self.personalization.close()
 
 
 class HttpBackend:
@@ -255,20 +242,17 @@ def pick_users(args, labels: np.ndarray, candidate_lists: np.ndarray, rng: np.ra
     return users
 
 
-async def evaluate(backend, user: SimUser, labels_of: dict[str, int], qrels: list[dict[str, float]]) -> list[float]:
+async def evaluate(backend, user: SimUser, labels_of: dict[str, int], qrels: list[dict[str, int]]) -> list[float]:
     """Mean over the user's eval queries of [personal NDCG@10 personalised, not personalised,
     query-relevance (qrels) NDCG@10 personalised, not personalised]."""
     rows = []
     for q in user.eval_queries:
         pool = backend.candidates(q)
-        rel = {d: 1.0 for d in pool if labels_of[d] == user.cluster}
-        ideal = [rel.get(d, 0.0) for d in pool]
+        rel = {d: 1 for d in pool if labels_of[d] == user.cluster}  # ideal: the candidates of the cluster
         personal = (await backend.search(q, user.name, log=False)).doc_ids
         base = (await backend.search(q, None, log=False)).doc_ids
-        qrel = qrels[q]
-        qideal = list(qrel.values())
-        rows.append([ndcg_at(personal, rel, ideal), ndcg_at(base, rel, ideal),
-                     ndcg_at(personal, qrel, qideal), ndcg_at(base, qrel, qideal)])
+        rows.append([ndcg_at_k(personal, rel), ndcg_at_k(base, rel),
+                     ndcg_at_k(personal, qrels[q]), ndcg_at_k(base, qrels[q])])
     return np.mean(rows, axis=0).tolist()
 
 
@@ -389,13 +373,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     if args.artifacts:
-        embeddings, ids = load_index(args.artifacts / "index" / "embeddings.npy",
-                                     args.artifacts / "index" / "documents.jsonl")
+        paths = ArtifactPaths(args.artifacts)
+        embeddings, ids = load_index(paths.embeddings, paths.documents)
     elif args.embeddings and args.corpus:
         embeddings, ids = load_index(args.embeddings, args.corpus)
     else:
         raise SystemExit("give --artifacts, or --embeddings and --corpus")
-    query_ids, texts = load_queries(args.queries)
+    by_id = read_queries(args.queries)
+    query_ids, texts = list(by_id), list(by_id.values())
     qrels_by_id = load_qrels(args.qrels)
     qrels = [qrels_by_id.get(q, {}) for q in query_ids]
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -403,14 +388,15 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     queries = embed_queries(texts, args.artifacts, args.cache_dir / f"query_embeddings-{digest}.npy")
     labels = spherical_kmeans(embeddings, args.clusters, rng)
     labels_of = dict(zip(ids, labels.tolist()))
-    candidate_lists = np.argsort(-(queries @ embeddings.T), axis=1)[:, : args.candidates]
+    hits = first_stage.dense_search_batch(first_stage.flat_index(embeddings), queries, args.candidates)
+    candidate_lists, candidate_scores = np.stack([r for r, _ in hits]), np.stack([s for _, s in hits])
     users = pick_users(args, labels, candidate_lists, rng)
     print(f"{len(users)} simulated users, {args.clusters} clusters, {len(texts)} queries", file=sys.stderr)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="personalization_sim_"))
     if args.url:
         backend: Any = HttpBackend(args.url, texts, args.candidates)
     else:
-        backend = InProcessBackend(embeddings, ids, queries, args.candidates, log_dir, args.weights)
+        backend = InProcessBackend(embeddings, ids, texts, candidate_lists, candidate_scores, log_dir, args.weights)
     start = time.perf_counter()
     try:
         results = await simulate(args, backend, users, labels_of, qrels, rng)

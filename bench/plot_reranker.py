@@ -4,7 +4,7 @@
         --out bench/results/scifact/reranker.png
 
 Left: held-out NDCG@10 per epoch of each `train-reranker` report (the logit alone, the best
-blend, and the first stage). Right: `ranking_gateway.evaluation.offline` NDCG@10 by rerank
+blend, and the first stage). Right: `ranking-gateway eval-offline` NDCG@10 by rerank
 depth for each max length (alpha = 1, the reranker's logit alone), first stage as a line.
 """
 

@@ -1,6 +1,8 @@
-# Triton for the CPU target: the official image plus what the python-backend models import.
-# (The TensorRT target needs nothing beyond the official image.) Set TORCH_INDEX_URL to the
-# PyTorch CPU wheel index to avoid pulling the CUDA build of torch.
+# Triton for the CPU target: the official image plus what the python-backend models (each model's
+# model.py over cpu_runtime.py) import: onnxruntime for the onnx_* runtimes, torch and transformers
+# for the torch_* ones. Not the project itself. (The TensorRT target needs nothing beyond the
+# official image.) Set TORCH_INDEX_URL to the PyTorch CPU wheel index to avoid pulling the CUDA
+# build of torch. Versions as in pyproject.toml.
 FROM nvcr.io/nvidia/tritonserver:24.10-py3
 ARG TORCH_INDEX_URL=""
 RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--extra-index-url $TORCH_INDEX_URL} \

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ranking_gateway.serving.command",
     "ranking_gateway.training.command",
     "ranking_gateway.evaluation.command",
+    "ranking_gateway.evaluation.offline",
     "ranking_gateway.personalization.command",
     "ranking_gateway.quickstart.command",
 )

@@ -20,6 +20,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python_bin" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-# torch==2.13.0 is pinned in pyproject.toml: the CPU build, not the multi-GB CUDA one
-.venv/bin/python -m pip install -q -e '.[test]'
+# build, train, eval: what the quickstart runs; test: the suite. torch==2.13.0 is pinned in
+# pyproject.toml's build extra: the CPU build, not the multi-GB CUDA one
+.venv/bin/python -m pip install -q -e '.[build,train,eval,test]'
 echo "set-up done: $(.venv/bin/python --version), $(.venv/bin/ranking-gateway --help | head -1)"

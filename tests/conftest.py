@@ -2,6 +2,9 @@
 
 The reranker here is all-MiniLM-L6-v2 with a freshly initialised (seeded) classification head:
 its scores are meaningless, but it exercises the whole export → serve → rerank path.
+
+Tests that need the build, Triton, Redis or a process of their own are marked `slow` here, so
+`pytest -m "not slow"` is a fast tier of pure-Python checks; CI runs everything.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +27,46 @@ from ranking_gateway.core.config import BuildSettings, GatewaySettings
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "corpus.jsonl"
+
+# fixtures that build artifacts, start Triton or start redis-server (tests/personalization/conftest.py)
+SLOW_FIXTURES = frozenset(
+    {"untrained_reranker", "artifacts", "legacy_artifacts", "triton", "client", "redis_server", "redis_url"}
+)
+# names whose use in a test (or a helper of its module it calls) starts a process
+PROCESS_NAMES = frozenset({"subprocess", "multiprocessing", "serve_process", "start_redis", "EmbeddedTriton"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: builds artifacts, trains a model, or starts Triton, Redis or a process (skip: -m 'not slow')"
+    )
+
+
+def _names(code: types.CodeType, namespace: dict, seen: set[types.CodeType]) -> set[str]:
+    """Global and attribute names a function uses, through its nested code and the helpers of
+    its own module that it calls."""
+    if code in seen:
+        return set()
+    seen.add(code)
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const, namespace, seen)
+    for name in code.co_names:
+        helper = namespace.get(name)
+        if isinstance(helper, types.FunctionType) and helper.__module__ == namespace.get("__name__"):
+            names |= _names(helper.__code__, namespace, seen)
+    return names
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        starts_process = function is not None and bool(
+            PROCESS_NAMES & _names(function.__code__, vars(item.module), set())  # type: ignore[attr-defined]
+        )
+        if starts_process or SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ranking_gateway.core.contract import ModelContract
 from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,6 @@ MAX_ABS_DIFF = 1e-3
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    input_names: tuple[str, ...]
-    output_name: str
     max_abs_diff: float
 
 
@@ -42,8 +41,10 @@ def _sample_inputs(input_names: tuple[str, ...], vocab_size: int, batch: int = 3
     return inputs
 
 
-def export_onnx(module: torch.nn.Module, input_names: tuple[str, ...], output_name: str, path: Path) -> ExportResult:
-    """Trace `module` to ONNX at `path` and verify it against PyTorch."""
+def export_onnx(module: torch.nn.Module, contract: ModelContract, path: Path) -> ExportResult:
+    """Trace `module` to ONNX at `path`, with the contract's tensor names, and verify it against PyTorch.
+    The TorchScript exporter (`dynamo=False`): it needs no onnxscript and handles these models."""
+    input_names, output_name = contract.inputs, contract.output
     module = module.float().eval()
     vocab = int(module.transformer.config.vocab_size)
     inputs = _sample_inputs(input_names, vocab)
@@ -67,7 +68,7 @@ def export_onnx(module: torch.nn.Module, input_names: tuple[str, ...], output_na
     print(f"ONNX check {path.name}: max abs difference vs PyTorch = {diff:.3e}")
     if not diff < MAX_ABS_DIFF:
         raise CliError(f"{path.name}: ONNX output differs from PyTorch by {diff:.3e} (> {MAX_ABS_DIFF})")
-    return ExportResult(path=path, input_names=input_names, output_name=output_name, max_abs_diff=diff)
+    return ExportResult(path=path, max_abs_diff=diff)
 
 
 def check_onnx(module: torch.nn.Module, path: Path, input_names: tuple[str, ...], vocab: int) -> float:

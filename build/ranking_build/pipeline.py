@@ -22,7 +22,8 @@ from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
 from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, sha256_of
-from ranking_gateway.core.config import ENCODER_MODEL, RERANKER_MODEL, BuildSettings, TritonModelSettings
+from ranking_gateway.core.config import BuildSettings, TritonModelSettings
+from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STOPWORDS, LexicalIndex
 from ranking_build.models import (
@@ -40,9 +41,7 @@ log = logging.getLogger(__name__)
 class ModelSpec:
     """How one Triton model is exported and compiled."""
 
-    name: str
-    input_names: tuple[str, ...]
-    output_name: str
+    contract: ModelContract
     max_length: int
     serving: TritonModelSettings
 
@@ -63,7 +62,8 @@ def compile_model(
     module: nn.Module, spec: ModelSpec, settings: BuildSettings, paths: ArtifactPaths, dim: int
 ) -> ExportResult:
     """Export `module` to ONNX, then compile it for the target into the model repository."""
-    exported = export_onnx(module, spec.input_names, spec.output_name, paths.onnx_dir / f"{spec.name}.onnx")
+    name = spec.contract.name
+    exported = export_onnx(module, spec.contract, paths.onnx_dir / f"{name}.onnx")
     repo = paths.model_repository
     if settings.target == "tensorrt":
         profile = EngineProfile(
@@ -72,14 +72,14 @@ def compile_model(
             max_length=spec.max_length,
             opt_length=min(spec.max_length, 128),
         )
-        plan = build_engine(exported.path, paths.onnx_dir / f"{spec.name}.plan", spec.input_names, profile)
-        write_tensorrt_model(repo, spec.name, spec.serving, plan, dim)
+        plan = build_engine(exported.path, paths.onnx_dir / f"{name}.plan", spec.contract.inputs, profile)
+        write_tensorrt_model(repo, spec.contract, spec.serving, plan, dim)
         plan.unlink()
         return exported
     int8 = None
     if settings.cpu_runtime == "onnx_int8":
-        int8 = quantize_int8(exported.path, paths.onnx_dir / f"{spec.name}.int8.onnx")
-    version = write_cpu_model(repo, spec.name, spec.serving, settings.cpu_runtime, exported.path, int8, dim)
+        int8 = quantize_int8(exported.path, paths.onnx_dir / f"{name}.int8.onnx")
+    version = write_cpu_model(repo, spec.contract, spec.serving, settings.cpu_runtime, exported.path, int8, dim)
     if settings.cpu_runtime.startswith("torch"):
         module.transformer.save_pretrained(str(version / "hf"))
     return exported
@@ -134,23 +134,15 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
 
     encoder = SentenceEncoder(encoder_dir)
     encoder_tokenizer = _load_tokenizer(encoder_dir)
-    encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER_MODEL)))
-    encoder_spec = ModelSpec(
-        ENCODER_MODEL, ("input_ids", "attention_mask"), "embedding", settings.query_max_length, settings.encoder_serving
-    )
+    encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER.name)))
+    encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
     encoder_export = compile_model(encoder, encoder_spec, settings, paths, encoder.dim)
 
     reranker_entry = None
     if reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
-        _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER_MODEL)))
-        reranker_spec = ModelSpec(
-            RERANKER_MODEL,
-            ("input_ids", "attention_mask", "token_type_ids"),
-            "logit",
-            settings.max_length,
-            settings.reranker_serving,
-        )
+        _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
+        reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
         reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
         reranker_entry.recommended_alpha = recommended_alpha(reranker_dir)

@@ -1,8 +1,10 @@
 """CPU inference for the Triton python backend, shared by `query_encoder` and `reranker`.
 
-The build step copies this file next to each model's `model.py`. It must stay self-contained
-(no `ranking_gateway` import) so the model repository also runs in a plain Triton container
-that only has torch/transformers/onnxruntime installed.
+The build step copies this file next to each model's `model.py`, which says what the model
+computes. It must stay self-contained (no `ranking_gateway` import) so the model repository
+also runs in a plain Triton container that only has torch/transformers/onnxruntime installed.
+Tensor names come from the model's config.pbtxt, which the build writes from the contract
+(ranking_gateway/core/contract.py).
 
 Requests queued by Triton's dynamic batcher arrive together in one `execute` call; they may
 have different sequence lengths, so we pad them to the longest, run one forward pass for the
@@ -13,11 +15,17 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 RUNTIMES = ("torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8")
+
+LoadTorch = Callable[[Path], Any]  # Hugging Face directory -> module in eval mode
+TorchForward = Callable[[Any, dict], Any]  # (module, {input name: tensor}) -> output tensor
 
 
 def _parameter(model_config: dict, key: str, default: str) -> str:
@@ -37,13 +45,14 @@ def pad_and_stack(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class CpuModel:
-    """Loads one of the CPU runtimes and runs `inputs -> output` on numpy arrays."""
+    """One model on one CPU runtime, `inputs -> output` on numpy arrays.
 
-    def __init__(self, version_dir: Path, model_config: dict) -> None:
-        self.task = _parameter(model_config, "task", "")
+    ONNX runtimes run the exported graph, which already holds the model's whole computation;
+    torch runtimes run the Hugging Face weights in `hf/` through the model's `forward`.
+    """
+
+    def __init__(self, version_dir: Path, model_config: dict, load_torch: LoadTorch, forward: TorchForward) -> None:
         self.runtime = _parameter(model_config, "runtime", "torch_bf16")
-        if self.task not in ("embedding", "relevance"):
-            raise ValueError(f"unknown task parameter {self.task!r}")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime parameter {self.runtime!r}; expected one of {RUNTIMES}")
         threads = int(_parameter(model_config, "threads", "0")) or (os.cpu_count() or 1)
@@ -54,7 +63,8 @@ class CpuModel:
 
             torch.set_num_threads(threads)
             self._torch = torch
-            self._model = self._load_torch(version_dir / "hf")
+            self._model = load_torch(version_dir / "hf")
+            self._forward = forward
         else:
             import onnxruntime as ort
 
@@ -71,17 +81,6 @@ class CpuModel:
             fill = {"input_ids": 1000, "attention_mask": 1, "token_type_ids": 0}
             self.run({name: np.full((batch, length), fill[name], dtype=np.int64) for name in self.input_names})
 
-    def _load_torch(self, hf_dir: Path):
-        if self.task == "embedding":
-            from transformers import AutoModel
-
-            model = AutoModel.from_pretrained(str(hf_dir))
-        else:
-            from transformers import AutoModelForSequenceClassification
-
-            model = AutoModelForSequenceClassification.from_pretrained(str(hf_dir))
-        return model.eval()
-
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         if not self.runtime.startswith("torch"):
             feeds = {name: inputs[name] for name in self.input_names}
@@ -89,21 +88,27 @@ class CpuModel:
         torch = self._torch
         tensors = {name: torch.from_numpy(inputs[name]) for name in self.input_names}
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.runtime == "torch_bf16"):
-            if self.task == "relevance":
-                return self._model(**tensors).logits[:, :1].float().numpy()
-            hidden = self._model(**tensors).last_hidden_state.float()
-            mask = tensors["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2.0, dim=1).numpy()
+            return self._forward(self._model, tensors).float().numpy()
 
 
-class BatchingPythonModel:
-    """The `TritonPythonModel` body: merge the queued requests, one forward pass, split back."""
+class BatchingPythonModel(ABC):
+    """The `TritonPythonModel` body: merge the queued requests, one forward pass, split back.
+    Each model's model.py subclasses it with what that model computes under torch."""
+
+    @staticmethod
+    @abstractmethod
+    def load_torch(hf_dir: Path) -> Any:
+        """The Hugging Face weights in `hf_dir` as a module in eval mode."""
+
+    @staticmethod
+    @abstractmethod
+    def forward(model: Any, tensors: dict) -> Any:
+        """The model's output tensor for {input name: int64 tensor}."""
 
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.model = CpuModel(version_dir, config)
+        self.model = CpuModel(version_dir, config, self.load_torch, self.forward)
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils

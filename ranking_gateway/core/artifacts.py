@@ -12,7 +12,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ranking_gateway.core.errors import CliError
+
 MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1  # bump when a reader of the old layout would misread the new one
+KNOWN_FORMATS = (1,)
+
+
+class ManifestError(CliError):
+    """The artifacts directory has no manifest this version can read: rebuilding is the fix."""
 
 
 @dataclass(frozen=True)
@@ -106,14 +114,23 @@ class Manifest:
     encoder: ModelEntry
     reranker: ModelEntry | None
     created_unix: float = field(default_factory=time.time)
-    format_version: int = 1
+    format_version: int = FORMAT_VERSION
     # None: built before the BM25 index existed; such artifacts serve dense retrieval only
     bm25: LexicalEntry | None = None
 
     @property
     def version_key(self) -> str:
-        """Changes whenever the index or a model changes: part of every cache key."""
-        parts = [self.index_version, self.encoder.sha256, self.reranker.sha256 if self.reranker else "none"]
+        """Changes whenever what is served changes (the index, a model's weights, how the models
+        were compiled and for what, the query length): part of every cache key."""
+        parts = [
+            f"format={self.format_version}",
+            f"target={self.target}",
+            f"runtime={self.cpu_runtime}",
+            self.index_version,
+            self.encoder.sha256,
+            f"query_length={self.encoder.max_length}",
+            self.reranker.sha256 if self.reranker else "none",
+        ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def write(self, directory: Path) -> None:
@@ -121,8 +138,24 @@ class Manifest:
 
     @classmethod
     def read(cls, directory: Path) -> "Manifest":
-        data = json.loads((directory / MANIFEST_FILE).read_text())
-        data["encoder"] = ModelEntry(**data["encoder"])
-        data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
-        data["bm25"] = LexicalEntry(**data["bm25"]) if data.get("bm25") else None
-        return cls(**data)
+        """The manifest in `directory`; a ManifestError (one line, says to rebuild) when it is
+        missing, unreadable, or of a format this version does not know."""
+        path = directory / MANIFEST_FILE
+        rebuild = "rebuild the artifacts with `ranking-gateway build`"
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ManifestError(f"no {MANIFEST_FILE} in {directory} (not a finished build); {rebuild}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"{path} is unreadable ({exc}); {rebuild}") from None
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version not in KNOWN_FORMATS:
+            known = ", ".join(map(str, KNOWN_FORMATS))
+            raise ManifestError(f"{path} has format_version {version!r}, this version reads {known}; {rebuild}")
+        try:
+            data["encoder"] = ModelEntry(**data["encoder"])
+            data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
+            data["bm25"] = LexicalEntry(**data["bm25"]) if data.get("bm25") else None
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); {rebuild}") from None

@@ -16,8 +16,6 @@ IndexType = Literal["flat", "hnsw"]
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "bm25", "hybrid")
 
-ENCODER_MODEL = "query_encoder"
-RERANKER_MODEL = "reranker"
 
 
 @dataclass(frozen=True)
@@ -95,8 +93,9 @@ class GatewaySettings:
     # how many of the retrieved candidates the reranker scores at most: on SciFact test (hybrid,
     # 384 tokens) depth 30 kept NDCG@10 0.762 of depth 100's 0.770 for 30 % of the reranker work
     rerank_depth: int = 30
-    # 1: rank by the reranker logit; < 1: by alpha * z(logit) + (1 - alpha) * z(retrieval score)
-    rerank_alpha: float = 1.0
+    # 1: rank by the reranker logit; < 1: by alpha * z(logit) + (1 - alpha) * z(retrieval score).
+    # None: the alpha the reranker's training recommended (in the manifest), else 1
+    rerank_alpha: float | None = None
     # reranker tokens per (query, document) pair, at most the build's max_length (the TensorRT
     # profile covers no more); lets one build be served and measured at shorter lengths.
     # None: the build's max_length

@@ -3,9 +3,9 @@ search one query at a time when serving.
 
 BM25 finds exact-term matches (identifiers, rare words, numbers) that a small dense encoder
 blurs; fused with dense retrieval it raised Recall@100 on BEIR SciFact from 0.925 to 0.955.
-Tokenisation is the one `ranking_gateway.training.mining.bm25_candidates` uses
-(`bm25s.tokenize(texts, stopwords="en")`, lowercased, no stemming), so the served index and
-the negatives the reranker was trained on see the same terms.
+Tokenisation is `bm25s.tokenize(texts, stopwords="en")` (lowercased, no stemming) for the
+build, the gateway and negative mining alike (`core.first_stage`), so the served index and the
+negatives the reranker was trained on see the same terms.
 
 No gateway imports: training and offline evaluation can reuse this module.
 """
@@ -21,13 +21,8 @@ import numpy as np
 STOPWORDS = "en"
 
 
-def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """The tokens BM25 indexes and queries with (shared by build and serve)."""
-    return bm25s.tokenize(list(texts), stopwords=STOPWORDS, return_ids=False, show_progress=False)
-
-
 def tokenize_ids(texts: Sequence[str]) -> bm25s.tokenization.Tokenized:
-    """The same tokens as `tokenize`, as bm25s's id form that indexing and batch retrieval take."""
+    """The tokens BM25 indexes and queries with, in bm25s's id form (shared by build and search)."""
     return bm25s.tokenize(list(texts), stopwords=STOPWORDS, show_progress=False)
 
 
@@ -61,30 +56,24 @@ class LexicalIndex:
         return len(self.retriever.vocab_dict)
 
     def search_batch(self, queries: Sequence[str], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`search` for many queries in one bm25s call (negative mining, offline evaluation):
-        per query, rows and scores best first, only documents sharing a term with it."""
-        n = min(n, self.num_docs)
-        rows, scores = self.retriever.retrieve(tokenize_ids(queries), k=n, show_progress=False, n_threads=1)
-        out = []
-        for r, s in zip(np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)):
-            keep = s > 0
-            out.append((r[keep], s[keep]))
-        return out
+        """Per query, the top-n rows (int64) and BM25 scores (float32), best first, ties by row (the
+        same query always gets the same list); only documents sharing a term with the query
+        (score > 0), so a query of stopwords or unknown words gets nothing.
 
-    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n rows (int64) and BM25 scores (float32), best first; only documents sharing a term
-        with the query (score > 0), so a query of stopwords or unknown words returns nothing.
-
-        CPU-bound (a sparse column sum over the query's terms): callers on an event loop run it
+        CPU-bound (a sparse column sum over each query's terms): callers on an event loop run it
         in a worker thread.
         """
         n = min(n, self.num_docs)
-        tokens = tokenize([query])[0]
-        if n <= 0 or not self.retriever.get_tokens_ids(tokens):
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        rows, scores = self.retriever.retrieve([tokens], k=n, n_threads=0, show_progress=False, sorted=True)
-        rows, scores = np.asarray(rows[0], dtype=np.int64), np.asarray(scores[0], dtype=np.float32)
-        keep = scores > 0
-        rows, scores = rows[keep], scores[keep]
-        order = np.lexsort((rows, -scores))  # ties by row: the same query always gets the same list
-        return rows[order], scores[order]
+        if n <= 0 or not queries:
+            return [(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)) for _ in queries]
+        rows, scores = self.retriever.retrieve(tokenize_ids(queries), k=n, show_progress=False, n_threads=0)
+        out = []
+        for r, s in zip(np.asarray(rows, dtype=np.int64), np.asarray(scores, dtype=np.float32)):
+            r, s = r[s > 0], s[s > 0]
+            order = np.lexsort((r, -s))
+            out.append((r[order], s[order]))
+        return out
+
+    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """`search_batch` of one query (the gateway's)."""
+        return self.search_batch([query], n)[0]

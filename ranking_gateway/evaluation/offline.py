@@ -1,9 +1,9 @@
-"""In-process evaluation of first stages and reranking, without a gateway.
+"""`ranking-gateway eval-offline`: first stages and reranking evaluated in-process, without a gateway.
 
 Used to choose options before serving them (which first stage, which max length, whether to
 interpolate the reranker with the retrieval score). The served numbers come from `eval`.
 
-    python -m ranking_gateway.evaluation.offline --collection DIR --split test \
+    ranking-gateway eval-offline --collection DIR --split test \
         --first-stage dense,bm25,hybrid [--reranker MODEL --max-length 256 --depth 30]
 """
 
@@ -14,29 +14,20 @@ import json
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ranking_gateway.evaluation.metrics import aggregate
+from ranking_gateway.core.config import RETRIEVAL_MODES
+from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.scoring import interpolate
+from ranking_gateway.evaluation.metrics import aggregate
 
 
-def rerank_run(cands: list[tuple[str, float]], logits: list[float], alpha: float) -> dict[str, float]:
-    """Scores of one query: the reranked head (blended at `alpha`) above the tail in retrieval order."""
-    depth = len(logits)
-    head = cands[:depth]
-    mixed = interpolate([s for _, s in head], logits, alpha)
-    scores = {d: 1000.0 + float(m) for (d, _), m in zip(head, mixed)}
-    scores.update({d: float(len(cands) - i) for i, (d, _) in enumerate(cands) if i >= depth})
-    return scores
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ranking_gateway.core.collection import load_collection
-    from ranking_build.models import default_encoder_path, resolve_device, use_bf16
-    from ranking_gateway.training.loop import score_pairs
-    from ranking_gateway.training.mining import mine_candidates
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval-offline",
+        help="evaluate first stages and a reranker in-process on a BEIR split (no gateway)",
+        description="Retrieve each judged query of a BEIR split with each --first-stage (the gateway's first "
+        "stage, run in-process) and, with --reranker, rerank the candidates at each --max-length, --depth and "
+        "--alphas; print and write NDCG@10, MRR@10 and Recall@100 of every combination.",
+    )
     p.add_argument("--collection", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--first-stage", default="dense", help="comma-separated: dense, bm25, hybrid")
@@ -50,8 +41,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alphas", default="1.0,0.8,0.6,0.5,0.4", help="interpolation weights of the reranker")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args(argv)
+    p.set_defaults(handler=run)
 
+
+def rerank_run(cands: list[tuple[str, float]], logits: list[float], alpha: float) -> dict[str, float]:
+    """Scores of one query: the reranked head (blended at `alpha`) above the tail in retrieval order."""
+    depth = len(logits)
+    head = cands[:depth]
+    mixed = interpolate([s for _, s in head], logits, alpha)
+    scores = {d: 1000.0 + float(m) for (d, _), m in zip(head, mixed)}
+    scores.update({d: float(len(cands) - i) for i, (d, _) in enumerate(cands) if i >= depth})
+    return scores
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ranking_build.models import resolve_device, use_bf16
+    from ranking_gateway.core.collection import load_collection
+    from ranking_gateway.training.loop import score_pairs
+    from ranking_gateway.training.mining import mine_candidates
+
+    stages = args.first_stage.split(",")
+    unknown = [s for s in stages if s not in RETRIEVAL_MODES]
+    if unknown:
+        raise CliError(f"--first-stage {unknown[0]!r}: choose from {', '.join(RETRIEVAL_MODES)}")
     coll = load_collection(args.collection, args.split)
     qids = sorted(coll.queries)[: args.limit] if args.limit else sorted(coll.queries)
     queries = {q: coll.queries[q] for q in qids}
@@ -70,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(str(args.reranker))
         model = AutoModelForSequenceClassification.from_pretrained(str(args.reranker), dtype=torch.float32).to(device)
-    for stage in args.first_stage.split(","):
+    for stage in stages:
         t0 = time.perf_counter()
-        cands = mine_candidates(stage, coll.documents, queries, args.k, encoder_path=args.encoder or default_encoder_path(),
+        cands = mine_candidates(stage, coll.documents, queries, args.k, encoder_path=args.encoder,
                                 embeddings_cache=args.embeddings_cache, device=str(device))
-        run = {q: {d: float(len(c) - i) for i, (d, _) in enumerate(c)} for q, c in cands.items()}
-        entry: dict = {"retrieval": aggregate(run, qrels), "retrieval_seconds": round(time.perf_counter() - t0, 1)}
+        retrieved = {q: {d: float(len(c) - i) for i, (d, _) in enumerate(c)} for q, c in cands.items()}
+        entry: dict = {"retrieval": aggregate(retrieved, qrels), "retrieval_seconds": round(time.perf_counter() - t0, 1)}
         if model is not None:
             entry["rerank"], entry["rerank_seconds_per_query"] = {}, {}
             for length in lengths:
@@ -94,7 +108,3 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

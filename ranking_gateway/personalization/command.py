@@ -37,7 +37,7 @@ def load_records(source: str, stream: str = "rg:events") -> list[dict[str, Any]]
     if source.startswith(("redis://", "rediss://", "unix://")):
         import redis.asyncio
 
-        from ranking_gateway.personalization.event_log import RedisStreamEventLog
+        from ranking_gateway.personalization.redis_stream_log import RedisStreamEventLog
 
         async def fetch() -> list[dict[str, Any]]:
             client = redis.asyncio.Redis.from_url(source)
@@ -50,7 +50,7 @@ def load_records(source: str, stream: str = "rg:events") -> list[dict[str, Any]]
             return asyncio.run(fetch())
         except Exception as exc:  # noqa: BLE001 - connection failures become one line
             raise CliError(f"{source}: cannot read the event stream ({exc})") from None
-    from ranking_gateway.personalization.event_log import read_records
+    from ranking_gateway.personalization.jsonl_log import read_records
 
     path = Path(source)
     if not path.exists():

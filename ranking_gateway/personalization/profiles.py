@@ -1,5 +1,6 @@
 """User profiles: a time-decayed centroid of the embeddings of the documents a user interacted
-with, plus counts and the most recent items, in an in-process or a Redis store.
+with, plus counts and the most recent items; the update rule and the interface of the stores
+(`memory_store.InMemoryProfileStore`, `redis_store.RedisProfileStore`).
 
 The profile keeps `vector = sum_i w_i * 2^(-(t_ref - t_i) / half_life) * e_i` as of `t_ref`
 (skips have negative `w_i`, so they push the centroid away from what was skipped). A new event
@@ -9,18 +10,14 @@ already decayed, so the result does not depend on the order events arrive in.
 
 from __future__ import annotations
 
-import json
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from ranking_gateway.core.config import PersonalizationSettings
 from ranking_gateway.core.errors import BackendUnavailable
-
-DEFAULT_HALF_LIFE_S = 3 * 24 * 3600.0
-DEFAULT_MAX_RECENT = 20
 
 
 class ProfileStoreUnavailable(BackendUnavailable):
@@ -79,7 +76,7 @@ def apply_event(
     ts: float,
     embedding: np.ndarray,
     half_life_s: float,
-    max_recent: int = DEFAULT_MAX_RECENT,
+    max_recent: int = PersonalizationSettings.max_recent,
 ) -> UserProfile:
     """The profile after one more event (a new object; `profile` is not modified)."""
     term = np.asarray(embedding, dtype=np.float64) * weight
@@ -101,6 +98,8 @@ def apply_event(
 
 class ProfileStore(Protocol):
     half_life_s: float
+    # True: profiles outlive the process (Redis); False: they start empty and are rebuilt from the log
+    persistent: bool
 
     async def get(self, user_id: str) -> UserProfile | None: ...
     async def update(
@@ -108,160 +107,3 @@ class ProfileStore(Protocol):
     ) -> UserProfile: ...
     async def delete(self, user_id: str) -> bool: ...
     async def close(self) -> None: ...
-
-
-class InMemoryProfileStore:
-    """Profiles in a dict (least recently updated evicted past `max_users`). Each update runs
-    without an `await` between read and write, so it is atomic under asyncio."""
-
-    def __init__(
-        self,
-        *,
-        half_life_s: float = DEFAULT_HALF_LIFE_S,
-        max_recent: int = DEFAULT_MAX_RECENT,
-        max_users: int = 1_000_000,
-    ) -> None:
-        self.half_life_s = half_life_s
-        self.max_recent = max_recent
-        self.max_users = max_users
-        self._profiles: OrderedDict[str, UserProfile] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._profiles)
-
-    async def get(self, user_id: str) -> UserProfile | None:
-        return self._profiles.get(user_id)
-
-    async def update(
-        self, user_id: str, *, doc_id: str, type: str, weight: float, ts: float, embedding: np.ndarray
-    ) -> UserProfile:
-        profile = apply_event(
-            self._profiles.get(user_id),
-            user_id=user_id,
-            doc_id=doc_id,
-            type=type,
-            weight=weight,
-            ts=ts,
-            embedding=embedding,
-            half_life_s=self.half_life_s,
-            max_recent=self.max_recent,
-        )
-        self._profiles[user_id] = profile
-        self._profiles.move_to_end(user_id)
-        while len(self._profiles) > self.max_users:
-            self._profiles.popitem(last=False)
-        return profile
-
-    async def delete(self, user_id: str) -> bool:
-        return self._profiles.pop(user_id, None) is not None
-
-    async def close(self) -> None:
-        return None
-
-
-# One atomic update of a profile hash, the Lua twin of `apply_event` (vector, t_ref and mass are
-# packed little-endian doubles; counts and recent are JSON). One round trip, no retries.
-_UPDATE_LUA = """
-local key = KEYS[1]
-local ts, w, hl, maxr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local typ, doc, emb = ARGV[5], ARGV[6], ARGV[7]
-local cur = redis.call('HMGET', key, 'v', 't', 'm', 'c', 'r')
-local v = cur[1]
-if v and #v ~= #emb then return redis.error_reply('embedding dim does not match the profile') end
-local tref, m = ts, 0
-if v then tref = struct.unpack('<d', cur[2]); m = struct.unpack('<d', cur[3]) end
-local keep, late, newt = 1.0, 1.0, ts
-if ts >= tref then keep = 2 ^ (-(ts - tref) / hl) else late = 2 ^ (-(tref - ts) / hl); newt = tref end
-local parts = {}
-for i = 0, #emb / 8 - 1 do
-  local x = 0
-  if v then x = struct.unpack('<d', v, i * 8 + 1) end
-  parts[i + 1] = struct.pack('<d', x * keep + w * late * struct.unpack('<d', emb, i * 8 + 1))
-end
-m = m * keep + math.abs(w) * late
-local counts = {}
-if cur[4] then counts = cjson.decode(cur[4]) end
-counts[typ] = (counts[typ] or 0) + 1
-local old = {}
-if cur[5] then old = cjson.decode(cur[5]) end
--- weight and ts stay the exact strings Python sent (cjson would round numbers to 14 digits)
-local recent, placed, new = {}, false, {doc, typ, ARGV[2], ARGV[1]}
-for _, item in ipairs(old) do
-  if not placed and tonumber(item[4]) <= ts then table.insert(recent, new); placed = true end
-  table.insert(recent, item)
-end
-if not placed then table.insert(recent, new) end
-while #recent > maxr do table.remove(recent) end
-local fields = {table.concat(parts), struct.pack('<d', newt), struct.pack('<d', m), cjson.encode(counts), cjson.encode(recent)}
-redis.call('HSET', key, 'v', fields[1], 't', fields[2], 'm', fields[3], 'c', fields[4], 'r', fields[5])
-return fields
-"""
-
-
-def _decode(user_id: str, fields: list[bytes | None]) -> UserProfile | None:
-    """A profile from the hash fields v, t, m, c, r (in that order)."""
-    if not fields or fields[0] is None:
-        return None
-    vector, t_ref, mass, counts, recent = fields
-    return UserProfile(
-        user_id=user_id,
-        vector=np.frombuffer(vector, dtype="<f8").astype(np.float64),
-        t_ref=float(np.frombuffer(t_ref, dtype="<f8")[0]),
-        mass=float(np.frombuffer(mass, dtype="<f8")[0]),
-        counts={k: int(n) for k, n in json.loads(counts).items()},
-        recent=[RecentItem(d, t, float(w), float(ts)) for d, t, w, ts in json.loads(recent)],
-    )
-
-
-class RedisProfileStore:
-    """One hash per user (`{prefix}{user_id}`), updated by one Lua script (atomic on the server),
-    so concurrent gateways never lose each other's events. Needs `decode_responses=False`."""
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        half_life_s: float = DEFAULT_HALF_LIFE_S,
-        max_recent: int = DEFAULT_MAX_RECENT,
-        prefix: str = "rg:profile:",
-    ) -> None:
-        self.client = client  # a redis.asyncio.Redis
-        self.half_life_s = half_life_s
-        self.max_recent = max_recent
-        self.prefix = prefix
-        self._update = client.register_script(_UPDATE_LUA)
-
-    async def get(self, user_id: str) -> UserProfile | None:
-        import redis.exceptions
-
-        try:
-            fields = await self.client.hmget(self.prefix + user_id, ["v", "t", "m", "c", "r"])
-        except redis.exceptions.RedisError as exc:
-            raise ProfileStoreUnavailable(f"the profile store is unavailable: {exc}") from exc
-        return _decode(user_id, fields)
-
-    async def update(
-        self, user_id: str, *, doc_id: str, type: str, weight: float, ts: float, embedding: np.ndarray
-    ) -> UserProfile:
-        import redis.exceptions
-
-        args = [repr(float(ts)), repr(float(weight)), repr(float(self.half_life_s)), str(self.max_recent), type,
-                doc_id, np.asarray(embedding, dtype="<f8").tobytes()]
-        try:
-            fields = await self._update(keys=[self.prefix + user_id], args=args)
-        except redis.exceptions.ResponseError as exc:
-            raise ValueError(str(exc)) from exc
-        except redis.exceptions.RedisError as exc:
-            raise ProfileStoreUnavailable(f"the profile store is unavailable: {exc}") from exc
-        return _decode(user_id, fields)  # type: ignore[return-value]
-
-    async def delete(self, user_id: str) -> bool:
-        import redis.exceptions
-
-        try:
-            return bool(await self.client.delete(self.prefix + user_id))
-        except redis.exceptions.RedisError as exc:
-            raise ProfileStoreUnavailable(f"the profile store is unavailable: {exc}") from exc
-
-    async def close(self) -> None:
-        return None

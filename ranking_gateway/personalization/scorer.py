@@ -17,14 +17,14 @@ exactly the non-personalised order and scores.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ranking_gateway.personalization.profiles import UserProfile
 from ranking_gateway.core.scoring import zscore
+from ranking_gateway.personalization.profiles import UserProfile
 
 FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recency", "bias")
 # One z-unit of reranker score is worth what 0.25 of cosine to the profile is: the profile moves
@@ -37,16 +37,18 @@ DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
 def candidate_features(
     profile: UserProfile | None,
     *,
-    doc_ids: Sequence[str],
+    rows: np.ndarray,
     embeddings: np.ndarray,
+    row_of: Mapping[str, int],
     primary: np.ndarray,
     retrieval: np.ndarray,
     now: float,
     recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S,
 ) -> np.ndarray:
-    """float64 [n, len(FEATURE_NAMES)]; `embeddings` are the candidates' rows, in order. Without a
+    """float64 [len(rows), len(FEATURE_NAMES)] for the candidates at index `rows` of
+    `embeddings` (all documents; `row_of` maps the profile's document ids to rows). Without a
     profile the personal features are 0 (what impressions of profile-less users log)."""
-    n = len(doc_ids)
+    n = len(rows)
     feats = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
     if n == 0:
         return feats
@@ -57,11 +59,11 @@ def candidate_features(
         return feats
     centroid = profile.centroid()
     if centroid is not None:
-        feats[:, 2] = np.asarray(embeddings, dtype=np.float32) @ centroid
+        feats[:, 2] = np.asarray(embeddings[rows], dtype=np.float32) @ centroid
     if profile.recent:
-        position = {doc_id: i for i, doc_id in enumerate(doc_ids)}
+        position = {int(row): i for i, row in enumerate(rows)}
         for item in profile.recent:
-            i = position.get(item.doc_id)
+            i = position.get(row_of.get(item.doc_id, -1))
             if i is not None:
                 age = max(0.0, now - item.ts)
                 feats[i, 3] += np.sign(item.weight) * 2.0 ** (-age / recency_half_life_s)

@@ -2,7 +2,8 @@
 
 Cache value = every candidate with its retrieval and reranker scores, in user-independent
 order. Personalisation runs after the cache on that list, so a hot query keeps its cache hit
-and a user's click still changes that user's very next answer.
+and a user's click still changes that user's very next answer. The pipeline returns typed
+results; rendering them as JSON is the routes' job.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import anyio.to_thread
 import numpy as np
 
-from ranking_gateway.serving.cache import SingleFlightCache
-from ranking_gateway.core.config import GatewaySettings, RetrievalMode
+from ranking_gateway.core.config import RetrievalMode
 from ranking_gateway.core.errors import BackendUnavailable
-from ranking_gateway.serving.metrics import GatewayMetrics
-from ranking_gateway.serving.index import DocumentIndex, fuse, resolve_retrieval
-from ranking_gateway.serving.schemas import RequestError, SearchRequest
+from ranking_gateway.core.first_stage import fuse
 from ranking_gateway.core.scoring import interpolate
+from ranking_gateway.personalization.service import Personalization
+from ranking_gateway.serving.cache import SingleFlightCache
+from ranking_gateway.serving.index import DocumentIndex
+from ranking_gateway.serving.metrics import GatewayMetrics
+from ranking_gateway.serving.plan import RerankPlan, ServingPlan
+from ranking_gateway.serving.schemas import SearchRequest
 from ranking_gateway.serving.tokenization import TextTokenizer
 from ranking_gateway.serving.triton_client import TritonModels
 
@@ -41,13 +43,12 @@ class Candidate:
     (`scoring.interpolate`) and the personaliser's `retrieval` feature
     (`personalization.scorer.candidate_features`) both z-score it within the query's candidates,
     so a weight fitted on one mode keeps meaning "how strongly the first stage favours this
-    document" in another, and no per-mode calibration is needed. (Returning the cosine in
-    hybrid mode instead would hide the lexical evidence from both.)
+    document" in another, and no per-mode calibration is needed.
     """
 
     row: int
     retrieval_score: float
-    rerank_score: float | None  # reranker logit (or its blend, see rerank_alpha); None: not reranked
+    rerank_score: float | None  # reranker logit (or its blend, see rerank alpha); None: not reranked
 
     @property
     def base_score(self) -> float:
@@ -66,17 +67,22 @@ class RankedCandidates:
 
 
 @dataclass(frozen=True, slots=True)
-class ScoredCandidate:
-    candidate: Candidate
-    score: float
+class Hit:
+    row: int
+    score: float  # what the answer is ordered by: personalised, reranked or retrieval score
+    retrieval_score: float
 
 
-class Personalizer(Protocol):
-    """The per-user step. Returns None when it has nothing to say about this user."""
-
-    async def personalize(
-        self, user_id: str, candidates: Sequence[Candidate], request_id: str, k: int, query: str | None = None
-    ) -> list[ScoredCandidate] | None: ...
+@dataclass(frozen=True)
+class SearchResult:
+    request_id: str
+    hits: list[Hit]
+    cached: bool
+    degraded: bool
+    reranked: bool
+    personalized: bool
+    retrieval: RetrievalMode
+    timings_ms: dict[str, float]
 
 
 def normalize_query(query: str, casefold: bool) -> str:
@@ -84,169 +90,142 @@ def normalize_query(query: str, casefold: bool) -> str:
     return text.casefold() if casefold else text
 
 
-class SearchService:
+@dataclass(frozen=True)
+class Reranker:
+    """The reranker as served: its tokenizer at the plan's token budget and its Triton model."""
+
+    plan: RerankPlan
+    tokenizer: TextTokenizer
+    models: TritonModels
+
+    async def rerank(self, query: str, candidates: list[Candidate], index: DocumentIndex) -> list[Candidate]:
+        """The first `depth` candidates by the reranker's (blended) score, the rest as they were."""
+        head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
+        texts = [index.documents[c.row].full_text for c in head]
+        tokens = await anyio.to_thread.run_sync(self.tokenizer.encode_pairs, query, texts)
+        scores = await self.models.rerank(tokens)
+        if self.plan.alpha < 1.0:  # blend with the retrieval score: a weak reranker cannot bury a good first stage
+            scores = interpolate([c.retrieval_score for c in head], scores, self.plan.alpha)
+        order = np.argsort(-scores, kind="stable")
+        return [Candidate(head[i].row, head[i].retrieval_score, float(scores[i])) for i in order] + tail
+
+
+class SearchPipeline:
     def __init__(
         self,
-        settings: GatewaySettings,
+        plan: ServingPlan,
         index: DocumentIndex,
         models: TritonModels,
         encoder_tokenizer: TextTokenizer,
-        reranker_tokenizer: TextTokenizer | None,
+        reranker: Reranker | None,
         cache: SingleFlightCache[RankedCandidates],
         metrics: GatewayMetrics,
-        version_key: str,
-        personalizer: Personalizer | None = None,
+        personalization: Personalization | None = None,
     ) -> None:
-        self.settings = settings
+        self.plan = plan
         self.index = index
         self.models = models
         self.encoder_tokenizer = encoder_tokenizer
-        self.reranker_tokenizer = reranker_tokenizer
+        self.reranker = reranker
         self.cache = cache
         self.metrics = metrics
-        self.version_key = version_key
-        self.personalizer = personalizer
-        self._casefold = encoder_tokenizer.lowercases and (reranker_tokenizer is None or reranker_tokenizer.lowercases)
-        # ValueError for a BM25 mode without a BM25 index (serve checks it first, as a CLI error)
-        self.retrieval: RetrievalMode = resolve_retrieval(settings.retrieval, index.lexical is not None)
+        self.personalization = personalization
+        self._casefold = encoder_tokenizer.lowercases and (reranker is None or reranker.tokenizer.lowercases)
 
-    @property
-    def has_reranker(self) -> bool:
-        return self.reranker_tokenizer is not None
-
-    def rerank_settings(self) -> dict | None:
-        """The reranker as served (None without one): blend weight, depth and token budget."""
-        if self.reranker_tokenizer is None:
-            return None
-        return {
-            "alpha": self.settings.rerank_alpha,
-            "depth": self.settings.rerank_depth,
-            "max_length": self.reranker_tokenizer.max_length,
-        }
-
-    def retrieval_mode(self, request: SearchRequest) -> RetrievalMode:
-        """The request's first stage: its own `retrieval`, else the gateway's; 422 for a BM25 mode
-        on artifacts without a BM25 index."""
-        if request.retrieval is None:
-            return self.retrieval
-        try:
-            return resolve_retrieval(request.retrieval, self.index.lexical is not None)
-        except ValueError as exc:
-            raise RequestError(422, "invalid_request", f"'retrieval': {exc}") from None
-
-    def cache_key(self, request: SearchRequest, mode: RetrievalMode | None = None) -> str:
-        """Everything the user-independent ranking depends on: index/model version, first stage
-        (with its fusion constant), candidates, and the reranker's blend and token budget.
-        `mode`: the request's resolved first stage, when the caller has it already."""
-        rerank = request.rerank and self.has_reranker
+    def cache_key(self, request: SearchRequest, mode: RetrievalMode) -> str:
+        """Everything the user-independent ranking depends on: the build's version, the first
+        stage (with its fusion constant), candidates, and the reranker's blend and token budget."""
+        rerank = self.reranker.plan if request.rerank and self.reranker is not None else None
+        first = f"hybrid{self.plan.rrf_k}" if mode == "hybrid" else mode
+        alpha = f"{rerank.alpha:g}" if rerank else "-"
+        length = rerank.max_length if rerank else "-"
         query = normalize_query(request.query, self._casefold)
-        mode = mode or self.retrieval_mode(request)
-        first = f"hybrid{self.settings.rrf_k}" if mode == "hybrid" else mode
-        alpha = f"{self.settings.rerank_alpha:g}" if rerank else "-"
-        length = self.reranker_tokenizer.max_length if rerank and self.reranker_tokenizer is not None else "-"
-        return f"{self.version_key}|f={first}|c={request.candidates}|r={int(rerank)}|a={alpha}|L={length}|{query}"
+        return f"{self.plan.version_key}|f={first}|c={request.candidates}|r={int(rerank is not None)}|a={alpha}|L={length}|{query}"
 
-    async def search(self, request: SearchRequest) -> dict:
+    async def search(self, request: SearchRequest) -> SearchResult:
+        """`UnsupportedRetrieval` for a first stage the build lacks; `BackendUnavailable` when
+        no ranking can be made (the query encoder down); a failed reranker or profile store
+        degrades the answer instead."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        mode = self.retrieval_mode(request)
+        mode = self.plan.retrieval_for(request.retrieval)
         ranked, cached = await self.cache.get_or_compute(self.cache_key(request, mode), lambda: self._rank(request, mode))
         (self.metrics.cache_hits if cached else self.metrics.cache_misses).inc()
         timings = {name: 0.0 for name in ranked.timings_ms} if cached else dict(ranked.timings_ms)
 
-        scored = [ScoredCandidate(c, c.base_score) for c in ranked.candidates]
+        hits = [Hit(c.row, c.base_score, c.retrieval_score) for c in ranked.candidates]
         degraded, personalized = ranked.degraded, False
-        if request.user_id and self.personalizer is not None:
+        if request.user_id and self.personalization is not None:
             t0 = time.perf_counter()
             try:
-                personalised = await self.personalizer.personalize(
-                    request.user_id, ranked.candidates, request_id, request.k, query=request.query
+                personal = await self.personalization.personalize(
+                    request.user_id,
+                    np.array([h.row for h in hits], dtype=np.int64),
+                    np.array([h.score for h in hits], dtype=np.float64),
+                    np.array([h.retrieval_score for h in hits], dtype=np.float64),
+                    request_id=request_id,
+                    k=request.k,
+                    query=request.query,
                 )
             except BackendUnavailable as exc:  # profile store down: the non-personalised ranking
                 log.warning("personalisation unavailable, answering without it: %s", exc)
                 self.metrics.degraded.labels(reason="personalization_unavailable").inc()
-                personalised, degraded = None, True
-            if personalised is not None:
-                scored, personalized = personalised, True
-            timings["personalize"] = (time.perf_counter() - t0) * 1000
-            self.metrics.observe_stage("personalize", timings["personalize"] / 1000)
+                personal, degraded = None, True
+            if personal is not None:
+                hits = [Hit(hits[i].row, s, hits[i].retrieval_score) for i, s in zip(personal.order, personal.scores)]
+                personalized = True
+            timings["personalize"] = self._stage("personalize", t0)
 
-        timings["total"] = (time.perf_counter() - started) * 1000
-        self.metrics.observe_stage("total", timings["total"] / 1000)
-        return {
-            "request_id": request_id,
-            "results": [self._result(s) for s in scored[: request.k]],
-            "cached": cached,
-            "degraded": degraded,
-            "reranked": ranked.reranked,
-            "personalized": personalized,
-            "retrieval": mode,
-            "timings_ms": {name: round(ms, 3) for name, ms in timings.items()},
-        }
-
-    def _result(self, scored: ScoredCandidate) -> dict:
-        doc = self.index.documents[scored.candidate.row]
-        return {
-            "id": doc.id,
-            "score": float(scored.score),
-            "retrieval_score": float(scored.candidate.retrieval_score),
-            "title": doc.title,
-            "snippet": self.index.snippet(scored.candidate.row, self.settings.snippet_chars),
-        }
+        timings["total"] = self._stage("total", started)
+        return SearchResult(
+            request_id=request_id,
+            hits=hits[: request.k],
+            cached=cached,
+            degraded=degraded,
+            reranked=ranked.reranked,
+            personalized=personalized,
+            retrieval=mode,
+            timings_ms=timings,
+        )
 
     async def _rank(self, request: SearchRequest, mode: RetrievalMode) -> tuple[RankedCandidates, bool]:
         """Encode, retrieve, rerank. Returns (ranking, cacheable): degraded answers are not cached."""
         timings: dict[str, float] = {"encode": 0.0}
         n = request.candidates
-        embedding = None
+        dense = lexical = None
         if mode != "bm25":  # BM25 alone needs no query vector
             t0 = time.perf_counter()
             tokens = self.encoder_tokenizer.encode([request.query])
             embedding = (await self.models.encode(tokens))[0]  # BackendUnavailable propagates: no vector, no search
             timings["encode"] = self._stage("encode", t0)
-
         t0 = time.perf_counter()  # `retrieve` covers the whole first stage, `lexical` the BM25 part of it
-        dense = self.index.search(embedding, n) if embedding is not None else None
-        lexical = None
+        if mode != "bm25":
+            dense = self.index.search(embedding, n)
         if mode != "dense":
             t1 = time.perf_counter()
             # a sparse sum over the query's terms: CPU work, off the event loop like tokenisation
             lexical = await anyio.to_thread.run_sync(self.index.lexical_search, request.query, n)
             timings["lexical"] = self._stage("lexical", t1)
         if dense is not None and lexical is not None:
-            rows, scores = fuse(dense, lexical, n, self.settings.rrf_k)
+            rows, scores = fuse(dense, lexical, n, self.plan.rrf_k)
         else:
             rows, scores = dense if dense is not None else lexical  # type: ignore[misc]
         candidates = [Candidate(int(r), float(s), None) for r, s in zip(rows, scores)]
         timings["retrieve"] = self._stage("retrieve", t0)
 
-        reranked, degraded = False, False
-        if request.rerank and self.has_reranker and candidates:
+        reranked = degraded = False
+        timings["rerank"] = 0.0
+        if request.rerank and self.reranker is not None and candidates:
             t0 = time.perf_counter()
             try:
-                candidates = await self._rerank(request.query, candidates)
+                candidates = await self.reranker.rerank(request.query, candidates, self.index)
                 reranked = True
             except BackendUnavailable as exc:
                 log.warning("reranker unavailable, answering with retrieval order: %s", exc)
                 self.metrics.degraded.labels(reason="reranker_unavailable").inc()
                 degraded = True
             timings["rerank"] = self._stage("rerank", t0)
-        else:
-            timings["rerank"] = 0.0
         return RankedCandidates(tuple(candidates), reranked, degraded, timings), not degraded
-
-    async def _rerank(self, query: str, candidates: list[Candidate]) -> list[Candidate]:
-        depth = min(len(candidates), self.settings.rerank_depth)
-        head, tail = candidates[:depth], candidates[depth:]
-        texts = [self.index.documents[c.row].full_text for c in head]
-        assert self.reranker_tokenizer is not None
-        tokens = await anyio.to_thread.run_sync(self.reranker_tokenizer.encode_pairs, query, texts)
-        scores = await self.models.rerank(tokens)
-        alpha = self.settings.rerank_alpha
-        if alpha < 1.0:  # blend with the retrieval score: a weak reranker then cannot bury a good first stage
-            scores = interpolate([c.retrieval_score for c in head], scores, alpha)
-        order = np.argsort(-scores, kind="stable")
-        return [Candidate(head[i].row, head[i].retrieval_score, float(scores[i])) for i in order] + tail
 
     def _stage(self, stage: str, started: float) -> float:
         seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from ranking_gateway.core.config import ENCODER_MODEL, RERANKER_MODEL
+from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.tokenization import TokenBatch
 
@@ -28,43 +28,35 @@ class TritonModels:
     async def close(self) -> None:
         await self._client.close()
 
-    async def _infer(self, model: str, tensors: dict[str, np.ndarray], output: str) -> np.ndarray:
+    async def _infer(self, model: ModelContract, batch: TokenBatch) -> np.ndarray:
+        """The model's output for the batch's fields named by the contract's inputs."""
         inputs = []
-        for name, array in tensors.items():
-            item = grpcclient.InferInput(name, list(array.shape), "INT64")
-            item.set_data_from_numpy(np.ascontiguousarray(array))
+        for name in model.inputs:
+            array = np.ascontiguousarray(getattr(batch, name))
+            item = grpcclient.InferInput(name, list(array.shape), model.input_dtype)
+            item.set_data_from_numpy(array)
             inputs.append(item)
         try:
             result = await self._client.infer(
-                model,
+                model.name,
                 inputs,
-                outputs=[grpcclient.InferRequestedOutput(output)],
+                outputs=[grpcclient.InferRequestedOutput(model.output)],
                 client_timeout=self.timeout_s,
             )
         except InferenceServerException as exc:
-            raise BackendUnavailable(f"Triton model {model!r} failed: {exc.message()}") from exc
+            raise BackendUnavailable(f"Triton model {model.name!r} failed: {exc.message()}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
             raise BackendUnavailable(f"Triton at {self.url} is unreachable: {exc}") from exc
-        return result.as_numpy(output)
+        return result.as_numpy(model.output)
 
     async def encode(self, batch: TokenBatch) -> np.ndarray:
         """Query embeddings [n, dim], L2-normalised by the model."""
-        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        return await self._infer(ENCODER_MODEL, tensors, "embedding")
+        return await self._infer(ENCODER, batch)
 
     async def rerank(self, batch: TokenBatch) -> np.ndarray:
         """One relevance logit per pair, [n]; chunks are sent concurrently."""
         chunks = [batch.rows(i, i + self.chunk_size) for i in range(0, len(batch), self.chunk_size)]
-        results = await asyncio.gather(
-            *(
-                self._infer(
-                    RERANKER_MODEL,
-                    {"input_ids": c.input_ids, "attention_mask": c.attention_mask, "token_type_ids": c.token_type_ids},
-                    "logit",
-                )
-                for c in chunks
-            )
-        )
+        results = await asyncio.gather(*(self._infer(RERANKER, c) for c in chunks))
         return np.concatenate(results).reshape(-1)
 
     async def ready_models(self, names: list[str]) -> dict[str, bool]:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from ranking_gateway.core.contract import ENCODER
 from ranking_gateway.core.errors import CliError
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class EmbeddedTriton:
 
     def start(self) -> "EmbeddedTriton":
         inst = TritonInstallation.from_wheel()
-        if not (self.model_repository / "query_encoder" / "config.pbtxt").exists():
+        if not (self.model_repository / ENCODER.name / "config.pbtxt").exists():
             raise CliError(f"{self.model_repository} is not a built model repository (run `ranking-gateway build`)")
         self._workdir = tempfile.TemporaryDirectory(prefix="ranking-gateway-triton-")
         cmd = [

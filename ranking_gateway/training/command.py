@@ -137,7 +137,6 @@ def run(args: argparse.Namespace) -> int:
 def _examples(args: argparse.Namespace, coll, bf16: bool, device: str):
     """(training examples, held-out slice, training queries) for `--source`: one mining pass
     over the source's queries and the held-out ones, with the first stage the gateway serves."""
-    from ranking_build.models import default_encoder_path
     from ranking_gateway.training.examples import (
         examples_from_clicks,
         examples_from_pseudo_queries,
@@ -162,7 +161,7 @@ def _examples(args: argparse.Namespace, coll, bf16: bool, device: str):
     to_mine.update({f"click:{c.query}": c.query for c in clicks})
     cands = mine_candidates(
         args.miner, coll.documents, to_mine, max(args.mine_depth, args.eval_candidates if held_ids else 0),
-        encoder_path=args.mine_encoder or default_encoder_path(), doc_max_length=args.mine_doc_length,
+        encoder_path=args.mine_encoder, doc_max_length=args.mine_doc_length,
         bf16=bf16, embeddings_cache=args.embeddings_cache, device=device,
     )
     mined = {q: [d for d, _ in c[: args.mine_depth]] for q, c in cands.items()}

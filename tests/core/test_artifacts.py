@@ -1,8 +1,21 @@
 """The manifest: what build writes, and what an older build wrote still reads."""
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 
-from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, sha256_of
+import pytest
+
+from ranking_gateway.core.artifacts import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    ArtifactPaths,
+    Manifest,
+    ManifestError,
+    ModelEntry,
+    sha256_of,
+)
+from ranking_gateway.core.errors import CliError
 
 
 def test_manifest_records_the_bm25_index(artifacts: ArtifactPaths) -> None:
@@ -25,3 +38,52 @@ def test_round_trip(artifacts: ArtifactPaths, tmp_path) -> None:
     manifest = Manifest.read(artifacts.root)
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
+
+
+def _manifest(**changes) -> Manifest:
+    model = ModelEntry(
+        source="m", sha256="a" * 64, onnx_sha256="b" * 64, max_length=64, onnx_max_abs_diff=0.0, output_dim=8
+    )
+    fields = dict(
+        target="cpu", cpu_runtime="onnx_int8", corpus="c.jsonl", documents=3, embedding_dim=8, index_type="flat",
+        index_version="0" * 16, encoder=model, reranker=None, created_unix=0.0,
+    )
+    return Manifest(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"cpu_runtime": "onnx_fp32"}, {"cpu_runtime": "torch_bf16"}, {"target": "tensorrt"}, {"format_version": 2}],
+)
+def test_version_key_covers_how_the_models_were_compiled(changes: dict) -> None:
+    assert _manifest(**changes).version_key != _manifest().version_key
+    assert _manifest(created_unix=1.0).version_key == _manifest().version_key  # not every field
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / MANIFEST_FILE).write_text(text)
+    return tmp_path
+
+
+def _refusal(directory: Path) -> str:
+    with pytest.raises(ManifestError) as info:
+        Manifest.read(directory)
+    assert isinstance(info.value, CliError)  # the CLI prints it as one line, no traceback
+    message = str(info.value)
+    assert "\n" not in message and "ranking-gateway build" in message
+    return message
+
+
+def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    data = asdict(_manifest())
+    data["format_version"] = FORMAT_VERSION + 1
+    assert f"format_version {FORMAT_VERSION + 1}" in _refusal(_write(tmp_path, json.dumps(data)))
+    del data["format_version"]
+    assert "format_version None" in _refusal(_write(tmp_path, json.dumps(data)))
+
+
+@pytest.mark.parametrize("text", [None, "{not json", "[]", '{"format_version": 1}'])
+def test_a_missing_or_corrupt_manifest_is_refused(tmp_path: Path, text: str | None) -> None:
+    if text is not None:
+        _write(tmp_path, text)
+    _refusal(tmp_path)

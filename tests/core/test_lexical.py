@@ -7,7 +7,6 @@ import pytest
 
 from ranking_gateway.core.corpus import read_corpus
 from ranking_gateway.core.lexical import LexicalIndex
-from ranking_gateway.training.mining import bm25_candidates
 from tests.conftest import CORPUS
 
 
@@ -30,17 +29,22 @@ def test_queries_without_a_known_term_find_nothing() -> None:
         assert len(rows) == len(scores) == 0
 
 
-def test_tokenisation_matches_training_mining() -> None:
-    """The served index and the reranker's BM25-mined negatives see the same terms and scores."""
+def test_a_batch_gets_what_each_query_gets_alone() -> None:
+    """Negative mining searches in batches, the gateway one query at a time: same lists, same scores
+    (the batch shares one query vocabulary; it must not change a query's terms)."""
     docs = read_corpus(CORPUS)
     index = LexicalIndex.build([d.full_text for d in docs])
-    queries = {"q1": "stars collapse under gravity", "q2": "Bread with yeast, rice and stock", "q3": "The Alps"}
-    mined = bm25_candidates(docs, queries, 10)
-    for qid, text in queries.items():
-        rows, scores = index.search(text, 10)
-        served = {docs[r].id: float(s) for r, s in zip(rows, scores)}
-        assert served.keys() == dict(mined[qid]).keys()
-        np.testing.assert_allclose([served[d] for d, _ in mined[qid]], [s for _, s in mined[qid]], rtol=1e-6)
+    queries = ["stars collapse under gravity", "Bread with yeast, rice and stock", "The Alps", "the of", "Fact"]
+    for query, (rows, scores) in zip(queries, index.search_batch(queries, 10), strict=True):
+        alone = index.search_batch([query], 10)[0]
+        assert rows.tolist() == alone[0].tolist() and np.array_equal(scores, alone[1])
+    assert [len(r) for r, _ in index.search_batch(queries, 10)] == [3, 2, 1, 0, 10]
+
+
+def test_ties_are_ordered_by_row() -> None:
+    index = LexicalIndex.build(["apple pie", "banana bread", "apple pie", "plum", "apple pie"])
+    rows, scores = index.search("apple", 10)
+    assert rows.tolist() == [0, 2, 4] and len(set(scores.tolist())) == 1
 
 
 def test_load_without_an_index_is_a_clear_error(tmp_path: Path) -> None:

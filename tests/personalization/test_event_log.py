@@ -8,14 +8,9 @@ import textwrap
 import pytest
 import redis.asyncio
 
-from ranking_gateway.personalization.event_log import (
-    EventLogLocked,
-    EventLogUnavailable,
-    JsonlEventLog,
-    RedisStreamEventLog,
-    read_records,
-    segment_paths,
-)
+from ranking_gateway.personalization.event_log import EventLogUnavailable
+from ranking_gateway.personalization.jsonl_log import EventLogLocked, JsonlEventLog, read_records, segment_paths
+from ranking_gateway.personalization.redis_stream_log import RedisStreamEventLog
 
 
 def rec(i: int, user: str = "u1") -> dict:
@@ -75,7 +70,7 @@ def test_a_torn_last_line_is_dropped_on_reopen(tmp_path):
 def test_a_second_process_cannot_open_the_same_directory(tmp_path):
     log = JsonlEventLog(tmp_path)
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys; from ranking_gateway.personalization.event_log import JsonlEventLog;"
+        [sys.executable, "-c", "import sys; from ranking_gateway.personalization.jsonl_log import JsonlEventLog;"
          f"JsonlEventLog({str(tmp_path)!r})"],
         capture_output=True, text=True,
     )
@@ -108,7 +103,8 @@ def test_a_write_failure_is_not_acknowledged(tmp_path):
     # a real EFBIG: the file size limit is lower than what the batch needs
     script = textwrap.dedent(f"""
         import asyncio, resource, signal
-        from ranking_gateway.personalization.event_log import JsonlEventLog, EventLogUnavailable
+        from ranking_gateway.personalization.event_log import EventLogUnavailable
+        from ranking_gateway.personalization.jsonl_log import JsonlEventLog
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         async def main():
             log = JsonlEventLog({str(tmp_path)!r})
@@ -133,7 +129,7 @@ def test_a_write_failure_is_not_acknowledged(tmp_path):
 def test_every_acknowledged_record_survives_sigkill(tmp_path):
     script = textwrap.dedent(f"""
         import asyncio, sys
-        from ranking_gateway.personalization.event_log import JsonlEventLog
+        from ranking_gateway.personalization.jsonl_log import JsonlEventLog
         async def main():
             log = JsonlEventLog({str(tmp_path)!r})
             async def one(i):
@@ -165,7 +161,7 @@ def test_redis_stream_append_read_erase(redis_url):
         before = [r async for r in log.records(batch=7)]
         removed = await log.erase_user("alice")
         after = [r async for r in log.records()]
-        durability = await log.durability()
+        durability = await log.describe()
         await client.aclose()
         return before, removed, after, durability
 

@@ -2,14 +2,8 @@ import math
 
 import pytest
 
-from ranking_gateway.personalization.events import (
-    DEFAULT_EVENT_WEIGHTS,
-    Event,
-    EventError,
-    UnknownDocument,
-    parse_event,
-    validate_user_id,
-)
+from ranking_gateway.personalization.events import DEFAULT_EVENT_WEIGHTS, Event
+from ranking_gateway.serving.schemas import RequestError, parse_event, parse_user_id
 
 DOCS = {"d1", "d2"}.__contains__
 
@@ -51,7 +45,7 @@ def test_all_optional_fields_round_trip_through_the_log_record():
     ],
 )
 def test_malformed_bodies_are_422_with_a_code_and_message(body, fragment):
-    with pytest.raises(EventError) as info:
+    with pytest.raises(RequestError) as info:
         parse_event(body, doc_exists=DOCS, now=1000.0)
     assert info.value.status == 422
     assert fragment in info.value.message
@@ -60,15 +54,15 @@ def test_malformed_bodies_are_422_with_a_code_and_message(body, fragment):
 
 
 def test_unknown_document_is_404_but_only_after_the_shape_is_valid():
-    with pytest.raises(UnknownDocument) as info:
+    with pytest.raises(RequestError) as info:
         parse_event({"user_id": "u", "doc_id": "nope", "type": "click"}, doc_exists=DOCS)
     assert (info.value.status, info.value.code) == (404, "unknown_document")
-    with pytest.raises(EventError) as info:
+    with pytest.raises(RequestError) as info:
         parse_event({"user_id": "u", "doc_id": "nope", "type": "bad"}, doc_exists=DOCS)
     assert info.value.status == 422
 
 
-def test_validate_user_id():
-    assert validate_user_id("alice") == "alice"
-    with pytest.raises(EventError):
-        validate_user_id("")
+def test_parse_user_id():
+    assert parse_user_id("alice") == "alice"
+    with pytest.raises(RequestError):
+        parse_user_id("")

@@ -8,7 +8,7 @@ import pytest
 
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.config import GatewaySettings, PersonalizationSettings
-from ranking_gateway.personalization.event_log import read_records
+from ranking_gateway.personalization.jsonl_log import read_records
 from tests.conftest import gateway_client
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +50,7 @@ async def test_a_click_changes_the_very_next_search_and_the_cache_still_serves(p
     assert (await pclient.post("/v1/search", json=QUERY)).json()["results"] == base["results"]
     assert (await pclient.post("/v1/search", json={**QUERY, "user_id": "bob"})).json()["results"] == base["results"]
     # the log holds the event, and impressions under each request id for train-personalizer
-    await pclient.app.state.gateway.personalization.service.event_log.flush()  # impressions are not awaited
+    await pclient.app.state.gateway.personalization.event_log.flush()  # impressions are not awaited
     records = list(read_records(tmp_path / "ev"))
     events = [x for x in records if x["kind"] == "event"]
     assert [(e["user_id"], e["doc_id"], e["request_id"]) for e in events] == [("ann", clicked, anon["request_id"])]

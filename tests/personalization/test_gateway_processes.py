@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from ranking_gateway.core.artifacts import ArtifactPaths
-from ranking_gateway.personalization.event_log import read_records
+from ranking_gateway.personalization.jsonl_log import read_records
 from tests.conftest import serve_process
 
 QUERY = {"query": "facts about science and nature", "k": 30, "candidates": 30}

@@ -4,12 +4,9 @@ import numpy as np
 import pytest
 import redis.asyncio
 
-from ranking_gateway.personalization.profiles import (
-    InMemoryProfileStore,
-    ProfileStoreUnavailable,
-    RedisProfileStore,
-    apply_event,
-)
+from ranking_gateway.personalization.memory_store import InMemoryProfileStore
+from ranking_gateway.personalization.profiles import ProfileStoreUnavailable, apply_event
+from ranking_gateway.personalization.redis_store import RedisProfileStore
 
 DIM = 8
 E = np.eye(DIM, dtype=np.float32)
@@ -60,6 +57,8 @@ def test_a_profile_of_one_skip_cancelled_has_no_centroid():
 
 
 def run_store_contract(store_factory):
+    """A store's profiles equal `apply_event` folded over the same events (for Redis: the Lua
+    script and the Python rule agree)."""
     t0 = 1763791234.123456  # real timestamps: no precision lost on the way through the store
     events = [event(0, t0), event(1, t0 + 10.0), event(2, t0 + 5.0, -0.5, "skip"), event(3, t0 + 5.0)]
 
@@ -102,7 +101,8 @@ def test_redis_store_contract(redis_url):
 
 
 def test_two_clients_updating_one_profile_concurrently_lose_nothing(redis_url):
-    """Two connections stand for two gateway processes: WATCH/MULTI retries on conflicts."""
+    """Two connections stand for two gateway processes; each update is one Lua script, atomic on
+    the server, so 80 interleaved updates of one profile all count."""
 
     async def main():
         a = RedisProfileStore(redis.asyncio.Redis.from_url(redis_url), half_life_s=10.0)

@@ -9,7 +9,7 @@ from ranking_gateway.personalization.scorer import FEATURE_NAMES, PersonalScorer
 rng = np.random.default_rng(0)
 EMB = rng.normal(size=(6, 16)).astype(np.float32)
 EMB /= np.linalg.norm(EMB, axis=1, keepdims=True)
-IDS = [f"d{i}" for i in range(6)]
+ROW_OF = {f"d{i}": i for i in range(6)}
 
 
 def profile_of(*clicks, ts=1000.0, weight=1.0):
@@ -21,7 +21,7 @@ def profile_of(*clicks, ts=1000.0, weight=1.0):
 
 
 def feats(profile, primary, now=1000.0):
-    return candidate_features(profile, doc_ids=IDS, embeddings=EMB, primary=np.asarray(primary),
+    return candidate_features(profile, rows=np.arange(6), embeddings=EMB, row_of=ROW_OF, primary=np.asarray(primary),
                               retrieval=np.asarray(primary) / 10, now=now)
 
 
@@ -43,6 +43,14 @@ def test_profile_similarity_and_recency_features():
     assert feats(skipped, [5, 4, 3, 2, 1, 0])[0, 3] == pytest.approx(-1.0)
 
 
+
+def test_features_follow_the_candidate_rows_not_the_index_order():
+    rows = np.array([5, 3, 0])
+    f = candidate_features(profile_of(3), rows=rows, embeddings=EMB, row_of=ROW_OF, primary=np.array([3.0, 2, 1]),
+                           retrieval=np.array([3.0, 2, 1]), now=1000.0)
+    assert np.allclose(f[:, 2], EMB[rows] @ EMB[3], atol=1e-6)
+    assert f[:, 3].tolist() == [0.0, 1.0, 0.0]
+
 def spread_candidates(sims):
     """Unit vectors whose cosine to e0 (the profile) are exactly `sims`."""
     emb = np.zeros((len(sims), len(sims) + 1), dtype=np.float32)
@@ -57,10 +65,9 @@ def test_the_profile_moves_a_document_a_few_places_but_not_past_a_clear_reranker
     emb = spread_candidates(sims)
     profile = apply_event(None, user_id="u", doc_id="elsewhere", type="click", weight=1.0, ts=0.0,
                           embedding=np.eye(1, emb.shape[1], 0)[0], half_life_s=3600.0)
-    ids = [f"c{i}" for i in range(10)]
 
     def rank(primary):
-        f = candidate_features(profile, doc_ids=ids, embeddings=emb, primary=np.asarray(primary),
+        f = candidate_features(profile, rows=np.arange(10), embeddings=emb, row_of={}, primary=np.asarray(primary),
                                retrieval=np.asarray(primary), now=0.0)
         return list(PersonalScorer().rank(f)[0])
 

@@ -8,12 +8,13 @@ import numpy as np
 
 from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
 from ranking_build.models import fastest_cpu_runtime
+from ranking_gateway.core.contract import ENCODER, RERANKER
 
 
 def test_artifacts_layout(artifacts: ArtifactPaths) -> None:
     for path in (artifacts.faiss_index, artifacts.embeddings, artifacts.documents, artifacts.manifest):
         assert path.is_file(), path
-    for model in ("query_encoder", "reranker"):
+    for model in (ENCODER.name, RERANKER.name):
         assert (artifacts.model_repository / model / "config.pbtxt").is_file()
         assert (artifacts.model_repository / model / "1" / "model.py").is_file()
         assert (artifacts.onnx_dir / f"{model}.onnx").is_file()
@@ -32,7 +33,7 @@ def test_manifest_records_models_and_index(artifacts: ArtifactPaths) -> None:
 
 
 def test_configs_batch_dynamically(artifacts: ArtifactPaths) -> None:
-    for model in ("query_encoder", "reranker"):
+    for model in (ENCODER.name, RERANKER.name):
         config = (artifacts.model_repository / model / "config.pbtxt").read_text()
         assert "$" not in config
         assert re.search(r"max_batch_size: \d+", config)

@@ -6,6 +6,7 @@ import pytest
 
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
 from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.core.contract import ENCODER
 
 REASON = tensorrt_unavailable_reason()
 pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(REASON is not None, reason=f"TensorRT build not run: {REASON}")]
@@ -15,11 +16,11 @@ def test_encoder_engine_builds_with_dynamic_profile(artifacts: ArtifactPaths, tm
     import tensorrt as trt
 
     plan = build_engine(
-        artifacts.onnx_dir / "query_encoder.onnx",
+        artifacts.onnx_dir / f"{ENCODER.name}.onnx",
         tmp_path / "model.plan",
-        ("input_ids", "attention_mask"),
+        ENCODER.inputs,
         EngineProfile(max_batch=32, opt_batch=8, max_length=64, opt_length=32),
     )
     engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan.read_bytes())
     names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
-    assert names == {"input_ids", "attention_mask", "embedding"}
+    assert names == {*ENCODER.inputs, ENCODER.output}

@@ -8,6 +8,8 @@ import pytest
 
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.config import GatewaySettings
+from ranking_gateway.serving.app import create_app
+from ranking_gateway.serving.plan import PlanError
 from ranking_gateway.serving.triton_server import free_port
 from tests.conftest import gateway_client
 
@@ -31,10 +33,29 @@ async def test_search_returns_reranked_results(client: httpx.AsyncClient) -> Non
     assert scores == sorted(scores, reverse=True)
 
 
-async def test_query_longer_than_the_token_budget_is_truncated(client: httpx.AsyncClient) -> None:
-    long_query = " ".join(["volcanic eruptions of magma through the crust"] * 20)[:1000]
-    r = await search(client, query=long_query, k=3, candidates=10)
-    assert r.status_code == 200 and r.json()["reranked"], r.text
+async def test_query_longer_than_the_token_budget_is_truncated(client: httpx.AsyncClient, artifacts: ArtifactPaths) -> None:
+    """The models see the head of a long query that fits their budgets: the answer is the head's."""
+    import math
+
+    from tokenizers import Tokenizer
+
+    from ranking_gateway.core.artifacts import Manifest
+
+    tokenizer = Tokenizer.from_file(str(artifacts.tokenizer("reranker") / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)  # noqa: E731
+    budget = Manifest.read(artifacts.root).reranker.max_length - 3  # [CLS] query [SEP] doc [SEP]; the encoder keeps less
+    head = "volcanic eruptions of magma through the crust"
+    fits = head + " the" * (budget - tokens(head))  # stopwords: BM25 ignores them, only the models see them
+    long_query = fits + " the" * 100
+    assert tokens(fits) == budget < tokens(long_query) and len(long_query) <= 1024
+    long_body, fits_body = [(await search(client, query=q, k=5, candidates=10)).json() for q in (long_query, fits)]
+    for body in (long_body, fits_body):
+        assert body["reranked"] and not body["degraded"] and len(body["results"]) == 5, body
+        assert all(math.isfinite(r["score"]) for r in body["results"])
+    assert [r["id"] for r in long_body["results"]] == [r["id"] for r in fits_body["results"]]
+    assert [r["score"] for r in long_body["results"]] == pytest.approx([r["score"] for r in fits_body["results"]], rel=1e-5)
 
 
 async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClient) -> None:
@@ -167,25 +188,30 @@ async def test_cache_key_differs_by_retrieval_mode_and_rerank_max_length(artifac
 
     base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
     request = SearchRequest("volcanic eruptions", 5, 20, True, None)
+
+    def key(pipeline, req: SearchRequest) -> str:
+        return pipeline.cache_key(req, pipeline.plan.retrieval_for(req.retrieval))
+
     async with gateway_client(base, triton.grpc_url) as client:
-        service = client.app.state.gateway.search  # type: ignore[attr-defined]
-        keys = {mode: service.cache_key(replace(request, retrieval=mode)) for mode in (None, "dense", "bm25", "hybrid")}
-        full_length = service.cache_key(request)
-        unreranked = service.cache_key(replace(request, rerank=False))
-        assert service.reranker_tokenizer.max_length == 128  # the build's
+        pipeline = client.app.state.gateway.search  # type: ignore[attr-defined]
+        keys = {mode: key(pipeline, replace(request, retrieval=mode)) for mode in (None, "dense", "bm25", "hybrid")}
+        full_length = key(pipeline, request)
+        unreranked = key(pipeline, replace(request, rerank=False))
+        assert pipeline.reranker.tokenizer.max_length == 128  # the build's
+        assert (await client.get("/readyz")).json()["rerank"]["max_length"] == 128
     assert keys[None] == keys["hybrid"] and len({keys["dense"], keys["bm25"], keys["hybrid"]}) == 3
     async with gateway_client(replace(base, rerank_max_length=64), triton.grpc_url) as client:
-        service = client.app.state.gateway.search  # type: ignore[attr-defined]
-        assert service.reranker_tokenizer.max_length == 64
-        assert service.cache_key(request) != full_length
-        assert service.cache_key(replace(request, rerank=False)) == unreranked  # no reranker, no length
+        pipeline = client.app.state.gateway.search  # type: ignore[attr-defined]
+        assert pipeline.reranker.tokenizer.max_length == 64
+        assert (await client.get("/readyz")).json()["rerank"]["max_length"] == 64
+        assert key(pipeline, request) != full_length
+        assert key(pipeline, replace(request, rerank=False)) == unreranked  # no reranker, no length
         long_doc = " ".join(["magma rises through the crust"] * 40)
-        assert service.reranker_tokenizer.encode_pairs("volcano", [long_doc]).attention_mask.sum() == 64
+        assert pipeline.reranker.tokenizer.encode_pairs("volcano", [long_doc]).attention_mask.sum() == 64
         body = (await search(client, query="volcanic eruptions", k=5, candidates=20)).json()
         assert body["reranked"] and not body["degraded"]
-    async with gateway_client(replace(base, rerank_max_length=512), triton.grpc_url) as client:
-        # never past the build's length (serve rejects it; the gateway caps it)
-        assert client.app.state.gateway.search.reranker_tokenizer.max_length == 128  # type: ignore[attr-defined]
+    with pytest.raises(PlanError, match="128"):  # never past the build's length: its compiled model stops there
+        create_app(replace(base, rerank_max_length=512), triton.grpc_url)
 
 
 async def test_artifacts_without_bm25_serve_dense_only(legacy_artifacts: ArtifactPaths, triton) -> None:
@@ -197,6 +223,5 @@ async def test_artifacts_without_bm25_serve_dense_only(legacy_artifacts: Artifac
         for mode in ("hybrid", "bm25"):
             r = await search(client, **LEXICAL_ONLY, retrieval=mode)
             assert r.status_code == 422 and "BM25" in r.json()["error"]["message"]
-    with pytest.raises(ValueError, match="BM25"):  # asked for at start-up: serve turns it into a CLI error
-        async with gateway_client(replace(settings, retrieval="hybrid"), triton.grpc_url):
-            pass
+    with pytest.raises(PlanError, match="BM25"):  # asked for at start-up: a one-line error before anything starts
+        create_app(replace(settings, retrieval="hybrid"), triton.grpc_url)

@@ -60,16 +60,21 @@ def serve_cli(capsys, *argv: str) -> tuple[int, str]:
 
 def test_retrieval_and_rerank_length_flags_reach_the_settings(artifacts: ArtifactPaths) -> None:
     from ranking_gateway.cli import build_parser
-    from ranking_gateway.serving.command import check_artifacts, settings_from_args
+    from ranking_gateway.serving.command import settings_from_args
+    from ranking_gateway.serving.plan import resolve
 
     args = build_parser().parse_args(
         ["serve", "--artifacts", str(artifacts.root), "--retrieval", "bm25", "--rerank-max-length", "64"]
     )
     settings = settings_from_args(args)
     assert (settings.retrieval, settings.rerank_max_length) == ("bm25", 64)
-    check_artifacts(settings)  # valid for this build (reranker max length 128, BM25 index)
+    plan = resolve(settings)  # valid for this build (reranker max length 128, BM25 index)
+    assert plan.retrieval == "bm25" and plan.rerank is not None and plan.rerank.max_length == 64
     defaults = settings_from_args(build_parser().parse_args(["serve", "--artifacts", str(artifacts.root)]))
-    assert (defaults.retrieval, defaults.rerank_max_length) == (None, None)  # hybrid here; the build's 128
+    assert (defaults.retrieval, defaults.rerank_max_length, defaults.rerank_alpha) == (None, None, None)
+    plan = resolve(defaults)  # resolved from the build: hybrid (it has BM25), its 128 tokens, alpha 1 (no report)
+    assert plan.retrieval == "hybrid" and plan.rerank is not None
+    assert (plan.rerank.max_length, plan.rerank.alpha, plan.rerank.depth) == (128, 1.0, 30)
 
 
 def test_unknown_retrieval_mode_is_a_usage_error(artifacts: ArtifactPaths, capsys) -> None:

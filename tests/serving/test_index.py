@@ -1,10 +1,12 @@
-"""The loaded index (real FAISS, real bm25s), its first-stage modes and their fusion."""
+"""The loaded index (real FAISS, real bm25s): what the build wrote, searched by the shared first stage."""
 
 import numpy as np
 import pytest
 
 from ranking_gateway.core.artifacts import ArtifactPaths
-from ranking_gateway.serving.index import DocumentIndex, fuse, resolve_retrieval
+from ranking_gateway.core.corpus import read_corpus
+from ranking_gateway.serving.index import DocumentIndex
+from tests.conftest import CORPUS
 
 
 def test_loads_bm25_when_the_build_made_one(artifacts: ArtifactPaths, legacy_artifacts: ArtifactPaths) -> None:
@@ -18,27 +20,11 @@ def test_loads_bm25_when_the_build_made_one(artifacts: ArtifactPaths, legacy_art
         legacy.lexical_search("arborio", 5)
 
 
-@pytest.mark.parametrize(
-    ("requested", "has_lexical", "expected"),
-    [(None, True, "hybrid"), (None, False, "dense"), ("dense", False, "dense"), ("bm25", True, "bm25"),
-     ("hybrid", True, "hybrid")],
-)
-def test_resolve_retrieval(requested: str | None, has_lexical: bool, expected: str) -> None:
-    assert resolve_retrieval(requested, has_lexical) == expected
-
-
-@pytest.mark.parametrize(("requested", "has_lexical"), [("hybrid", False), ("bm25", False), ("sparse", True)])
-def test_resolve_retrieval_rejects(requested: str, has_lexical: bool) -> None:
-    with pytest.raises(ValueError) as info:
-        resolve_retrieval(requested, has_lexical)
-    assert "\n" not in str(info.value)
-
-
-def test_fuse_keeps_dense_order_on_ties_and_cuts_to_n() -> None:
-    dense = (np.array([5, 6, 7]), np.array([0.9, 0.8, 0.7], dtype=np.float32))
-    lexical = (np.array([9, 7]), np.array([12.0, 3.0], dtype=np.float32))
-    rows, scores = fuse(dense, lexical, 3, 60)
-    assert rows.tolist() == [7, 5, 9]  # 7 is in both lists
-    np.testing.assert_allclose(scores, [1 / 63 + 1 / 62, 1 / 61, 1 / 61])
-    rows, _ = fuse(dense, (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)), 10, 60)
-    assert rows.tolist() == [5, 6, 7]  # no lexical match: dense order
+def test_rows_are_the_corpus_order_and_dense_search_is_exact(artifacts: ArtifactPaths) -> None:
+    index = DocumentIndex(artifacts)
+    assert index.documents == read_corpus(CORPUS)  # row i = document i of the corpus, as built
+    query = np.asarray(index.embeddings[7] + 0.5 * index.embeddings[12], dtype=np.float32)
+    rows, scores = index.search(query, 5)
+    exact = np.asarray(index.embeddings, dtype=np.float64) @ query
+    assert rows.tolist() == np.argsort(-exact)[:5].tolist() and rows[0] == 7
+    np.testing.assert_allclose(scores, exact[rows], atol=1e-5)

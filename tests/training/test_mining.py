@@ -1,42 +1,66 @@
-"""Negative mining: the exact dense search, BM25 and their fusion agree with the serving code."""
+"""Negative mining runs the served first stage, checked against independent computations: numpy
+inner products over the build encoder's embeddings, the gateway's BM25 search, RRF by hand."""
 
 from __future__ import annotations
 
-import faiss
+from pathlib import Path
+
 import numpy as np
+import pytest
 
-from ranking_gateway.core.corpus import Document
-from ranking_gateway.core.fusion import rrf
+from ranking_gateway.core.corpus import read_corpus
 from ranking_gateway.core.lexical import LexicalIndex
-from ranking_gateway.training.mining import bm25_candidates, exact_top_k, rrf_fuse
+from ranking_gateway.training.mining import MINERS, Candidates, embed, mine_candidates
+from tests.conftest import CORPUS
+
+DOCS = read_corpus(CORPUS)
+QUERIES = {"q1": "why do volcanoes erupt", "q2": "bread rising with yeast and rice", "q3": "The Alps and glaciers"}
+K = 8
 
 
-def test_exact_top_k_matches_a_faiss_flat_index() -> None:
-    rng = np.random.default_rng(0)
-    docs = rng.standard_normal((300, 24)).astype(np.float32)
-    queries = rng.standard_normal((41, 24)).astype(np.float32)
-    scores, rows = exact_top_k(queries, docs, 12, block=8)  # several blocks, the last one partial
-    index = faiss.IndexFlatIP(24)
-    index.add(docs)
-    f_scores, f_rows = index.search(queries, 12)
-    assert (rows == f_rows).all() and np.allclose(scores, f_scores, atol=1e-4)
-    scores, rows = exact_top_k(queries[:2], docs[:5], 12)  # k larger than the corpus
-    assert rows.shape == (2, 5) and (np.diff(scores, axis=1) <= 0).all()
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mining") / "corpus-embeddings.npy"
 
 
-def test_bm25_candidates_are_what_the_served_lexical_index_returns() -> None:
-    docs = [Document(f"d{i}", "", t) for i, t in enumerate([
-        "statins lower cholesterol", "vitamin d and bone fractures", "statins and muscle pain", "sleep and memory",
-    ])]
-    cands = bm25_candidates(docs, {"q": "statins pain"}, 10)
-    rows, scores = LexicalIndex.build([d.full_text for d in docs]).search("statins pain", 10)
-    assert [d for d, _ in cands["q"]] == [docs[r].id for r in rows] == ["d2", "d0"]
-    assert np.allclose([s for _, s in cands["q"]], scores)
+@pytest.fixture(scope="module")
+def mined(cache: Path) -> dict[str, Candidates]:
+    return {miner: mine_candidates(miner, DOCS, QUERIES, K, embeddings_cache=cache) for miner in MINERS}
 
 
-def test_rrf_fuse_is_the_gateway_fusion_per_query() -> None:
-    dense = {"q": [("a", 0.9), ("b", 0.8), ("c", 0.1)]}
-    lexical = {"q": [("c", 7.0), ("a", 3.0)]}
-    fused = rrf_fuse([dense, lexical], k=2)
-    assert fused == {"q": rrf([["a", "b", "c"], ["c", "a"]], limit=2)}
-    assert [d for d, _ in fused["q"]] == ["a", "c"]
+def ids(cands: list[tuple[str, float]]) -> list[str]:
+    return [d for d, _ in cands]
+
+
+def test_dense_miner_is_exact_inner_product_over_the_encoder_embeddings(mined: dict, cache: Path) -> None:
+    doc_emb, q_emb = embed(DOCS, list(QUERIES.values()), progress=False)
+    np.testing.assert_allclose(np.load(cache), doc_emb, atol=1e-6)  # the cache holds the corpus embeddings
+    for qid, q in zip(QUERIES, q_emb, strict=True):
+        scores = doc_emb.astype(np.float64) @ q
+        best = sorted(range(len(DOCS)), key=lambda r: -scores[r])[:K]
+        assert ids(mined["dense"][qid]) == [DOCS[r].id for r in best]
+        np.testing.assert_allclose([s for _, s in mined["dense"][qid]], scores[best], atol=1e-5)
+
+
+def test_bm25_miner_is_the_gateways_lexical_search(mined: dict) -> None:
+    served = LexicalIndex.build([d.full_text for d in DOCS])
+    for qid, text in QUERIES.items():
+        rows, scores = served.search(text, K)
+        assert mined["bm25"][qid] == [(DOCS[r].id, float(s)) for r, s in zip(rows, scores)] != []
+
+
+def test_hybrid_miner_is_reciprocal_rank_fusion_of_the_two(mined: dict) -> None:
+    changed = 0
+    for qid in QUERIES:
+        dense, bm25 = ids(mined["dense"][qid]), ids(mined["bm25"][qid])
+        fused = {d: sum(1 / (60 + ranked.index(d) + 1) for ranked in (dense, bm25) if d in ranked) for d in dense + bm25}
+        expected = sorted(fused, key=lambda d: -fused[d])[:K]  # no exact ties among these sums
+        assert ids(mined["hybrid"][qid]) == expected
+        np.testing.assert_allclose([s for _, s in mined["hybrid"][qid]], [fused[d] for d in expected])
+        changed += expected != dense
+    assert changed  # BM25 moved some query's list
+
+
+def test_unknown_miner_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown miner"):
+        mine_candidates("sparse", DOCS, QUERIES, K)

@@ -1,0 +1,27 @@
+"""The Triton models' names and tensors: what the build exports, the model repository declares
+and the gateway's client sends and asks for.
+
+One definition, so a rename cannot reach one side and not the other. Stdlib only: the gateway
+imports it without the build's dependencies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """One Triton model: its INT64 token inputs (named as `TokenBatch` fields) and its one output."""
+
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    output_dtype: str = "FP32"  # Triton's data type name (config.pbtxt writes it as TYPE_FP32)
+    input_dtype: str = "INT64"
+
+
+# [batch, dim] mean-pooled, L2-normalised query embeddings
+ENCODER = ModelContract("query_encoder", ("input_ids", "attention_mask"), "embedding")
+# [batch, 1] relevance logit of each (query, document) pair
+RERANKER = ModelContract("reranker", ("input_ids", "attention_mask", "token_type_ids"), "logit")

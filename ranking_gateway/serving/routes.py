@@ -1,0 +1,156 @@
+"""HTTP: the routes, the JSON they render, and the exception handlers that map domain errors
+to status codes.
+
+Every answer is JSON. Client mistakes are 4xx `{"error": {"code", "message"}}` and change
+nothing; Triton or Redis trouble is a 503 or a degraded answer; anything unexpected is a plain
+500 without a stack trace (the trace goes to the log). Bodies are parsed by `schemas` here, at
+the edge; the pipeline and the personalisation service never see JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.plan import UnsupportedRetrieval
+from ranking_gateway.serving.schemas import RequestError, SearchRequest, parse_event, parse_user_id
+from ranking_gateway.serving.search import SearchResult
+
+if TYPE_CHECKING:
+    from ranking_gateway.serving.app import Gateway
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+async def read_json(request: Request) -> object:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+
+
+def render_search(result: SearchResult, gw: Gateway) -> dict:
+    index = gw.index
+    return {
+        "request_id": result.request_id,
+        "results": [
+            {
+                "id": index.documents[hit.row].id,
+                "score": hit.score,
+                "retrieval_score": hit.retrieval_score,
+                "title": index.documents[hit.row].title,
+                "snippet": index.snippet(hit.row, gw.snippet_chars),
+            }
+            for hit in result.hits
+        ],
+        "cached": result.cached,
+        "degraded": result.degraded,
+        "reranked": result.reranked,
+        "personalized": result.personalized,
+        "retrieval": result.retrieval,
+        "timings_ms": {name: round(ms, 3) for name, ms in result.timings_ms.items()},
+    }
+
+
+async def search(request: Request) -> Response:
+    gw = gateway(request)
+    parsed = SearchRequest.parse(await read_json(request), gw.limits)
+    return JSONResponse(render_search(await gw.search.search(parsed), gw))
+
+
+async def record_event(request: Request) -> Response:
+    """202 only once the event is in the durable log and the profile is updated."""
+    gw = gateway(request)
+    event = parse_event(await read_json(request), doc_exists=gw.personalization.has_document)
+    await gw.personalization.record(event)
+    return JSONResponse({"accepted": True}, status_code=202)
+
+
+async def user_profile(request: Request) -> Response:
+    user_id = parse_user_id(request.path_params["user_id"])
+    profile = await gateway(request).personalization.profile(user_id)
+    if profile is None:
+        raise RequestError(404, "no_profile", f"no profile for user {user_id!r}")
+    return JSONResponse(profile)
+
+
+async def delete_user(request: Request) -> Response:
+    user_id = parse_user_id(request.path_params["user_id"])
+    return JSONResponse(await gateway(request).personalization.erase(user_id))
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gw = gateway(request)
+    models = await gw.models.ready_models(gw.model_names)
+    ready = all(models.values()) and len(gw.index) > 0
+    body = {"ready": ready, "models": models, "documents": len(gw.index), **gw.plan.describe()}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(gateway(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+
+ROUTES = [
+    Route("/v1/search", search, methods=["POST"]),
+    Route("/v1/events", record_event, methods=["POST"]),
+    Route("/v1/users/{user_id}/profile", user_profile, methods=["GET"]),
+    Route("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
+
+
+async def request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def unsupported_retrieval(request: Request, exc: Exception) -> Response:
+    return error_response(422, "invalid_request", str(exc))
+
+
+async def backend_unavailable(request: Request, exc: Exception) -> Response:
+    return error_response(503, "backend_unavailable", str(exc))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The client gets no trace; Starlette re-raises, so the server logs it."""
+    return error_response(500, "internal_error", "internal error; see the gateway log")
+
+
+EXCEPTION_HANDLERS = {
+    RequestError: request_error,
+    UnsupportedRetrieval: unsupported_retrieval,
+    BackendUnavailable: backend_unavailable,
+    HTTPException: http_error,
+    Exception: server_error,
+}
