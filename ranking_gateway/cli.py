@@ -25,6 +25,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ranking_gateway.quickstart.command",
 )
 
+# top-level modules that only an extra installs (pyproject.toml), and that extra
+EXTRA_OF_MODULE = {"torch": "build", "transformers": "build", "onnx": "build", "matplotlib": "eval", "tqdm": "build"}
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ranking-gateway", description=__doc__.splitlines()[0])
@@ -51,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a serving-only install running a build/train/eval command
+        extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"error: `{args.command}` needs {exc.name}: pip install 'ranking-gateway[{extra}]'", file=sys.stderr)
         return 2
 
 
