@@ -25,7 +25,7 @@ from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest
 from ranking_gateway.core.config import BuildSettings, TritonModelSettings
 from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
-from ranking_gateway.core.lexical import STOPWORDS, LexicalIndex
+from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
 from ranking_build.models import (
     CrossEncoder,
     SentenceEncoder,
@@ -110,7 +110,7 @@ def _model_entry(source: Path, exported: ExportResult, max_length: int, dim: int
 def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
     """Always built: seconds even for large corpora, and it lets `serve --retrieval hybrid|bm25`
     run on any fresh build (rows are the FAISS rows)."""
-    lexical = LexicalIndex.build([d.full_text for d in docs])
+    lexical = LexicalIndex.build([d.full_text for d in docs], stemmer=STEMMER)
     lexical.save(paths.bm25_index)
     r = lexical.retriever
     print(f"bm25: {lexical.vocabulary} terms")
@@ -121,6 +121,7 @@ def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
         b=float(r.b),
         stopwords=STOPWORDS,
         vocabulary=lexical.vocabulary,
+        stemmer=lexical.stemmer,
     )
 
 

@@ -100,6 +100,9 @@ class LexicalEntry:
     b: float
     stopwords: str
     vocabulary: int  # distinct terms indexed
+    # PyStemmer algorithm the documents (and so the queries) were stemmed with; None: unstemmed
+    # (also what manifests written before this field mean)
+    stemmer: str | None = None
 
 
 @dataclass

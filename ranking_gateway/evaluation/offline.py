@@ -4,7 +4,8 @@ Used to choose options before serving them (which first stage, which max length,
 interpolate the reranker with the retrieval score). The served numbers come from `eval`.
 
     ranking-gateway eval-offline --collection DIR --split test \
-        --first-stage dense,bm25,hybrid [--reranker MODEL --max-length 256 --depth 30]
+        --first-stage dense,bm25,hybrid [--bm25-stemmer english|none] \
+        [--reranker MODEL --max-length 256 --depth 30]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ranking_gateway.core.config import RETRIEVAL_MODES
 from ranking_gateway.core.errors import CliError
+from ranking_gateway.core.lexical import STEMMER, check_stemmer
 from ranking_gateway.core.scoring import interpolate
 from ranking_gateway.evaluation.metrics import aggregate
 
@@ -32,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--first-stage", default="dense", help="comma-separated: dense, bm25, hybrid")
     p.add_argument("--k", type=int, default=100)
+    p.add_argument("--bm25-stemmer", default=STEMMER or "none",
+                   help="stemmer of the bm25 and hybrid first stages: a Snowball language or none "
+                   f"(default {STEMMER or 'none'}, what build indexes with)")
     p.add_argument("--embeddings-cache", type=Path, default=None)
     p.add_argument("--encoder", type=Path, default=None, help="dense first stage's bi-encoder (default all-MiniLM-L6-v2)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
@@ -66,12 +71,18 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in stages if s not in RETRIEVAL_MODES]
     if unknown:
         raise CliError(f"--first-stage {unknown[0]!r}: choose from {', '.join(RETRIEVAL_MODES)}")
+    stemmer = None if args.bm25_stemmer == "none" else args.bm25_stemmer
+    try:
+        check_stemmer(stemmer)
+    except ValueError as exc:
+        raise CliError(f"--bm25-stemmer: {exc}") from None
     coll = load_collection(args.collection, args.split)
     qids = sorted(coll.queries)[: args.limit] if args.limit else sorted(coll.queries)
     queries = {q: coll.queries[q] for q in qids}
     qrels = {q: coll.qrels[q] for q in qids}
     docs = coll.doc_by_id
-    report: dict = {"collection": str(args.collection), "split": args.split, "queries": len(qids), "first_stage": {}}
+    report: dict = {"collection": str(args.collection), "split": args.split, "queries": len(qids),
+                    "bm25_stemmer": stemmer, "first_stage": {}}
     device = resolve_device(args.device)
     bf16 = use_bf16(device)
     lengths = [int(x) for x in args.max_length.split(",")]
@@ -87,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     for stage in stages:
         t0 = time.perf_counter()
         cands = mine_candidates(stage, coll.documents, queries, args.k, encoder_path=args.encoder,
-                                embeddings_cache=args.embeddings_cache, device=str(device))
+                                embeddings_cache=args.embeddings_cache, device=str(device), bm25_stemmer=stemmer)
         retrieved = {q: {d: float(len(c) - i) for i, (d, _) in enumerate(c)} for q, c in cands.items()}
         entry: dict = {"retrieval": aggregate(retrieved, qrels), "retrieval_seconds": round(time.perf_counter() - t0, 1)}
         if model is not None:

@@ -26,7 +26,8 @@ class DocumentIndex:
             raise ValueError(f"index has {self.faiss.ntotal} vectors but {len(self.documents)} documents")
         self.lexical: LexicalIndex | None = None
         if manifest.bm25 is not None:
-            self.lexical = LexicalIndex.load(paths.root / manifest.bm25.path)
+            # queried with the stemmer it was built with (None in manifests from before stemming)
+            self.lexical = LexicalIndex.load(paths.root / manifest.bm25.path, stemmer=manifest.bm25.stemmer)
             if len(self.lexical) != len(self.documents):
                 raise ValueError(f"BM25 index has {len(self.lexical)} rows but {len(self.documents)} documents")
 

@@ -17,7 +17,7 @@ import numpy as np
 from ranking_gateway.core import first_stage
 from ranking_gateway.core.config import RETRIEVAL_MODES
 from ranking_gateway.core.corpus import Document
-from ranking_gateway.core.lexical import LexicalIndex
+from ranking_gateway.core.lexical import STEMMER, LexicalIndex
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,11 @@ def mine_candidates(
     bf16: bool = False,
     embeddings_cache: Path | None = None,
     device: str = "cpu",
+    bm25_stemmer: str | None = STEMMER,
 ) -> Candidates:
-    """Each query's top-k documents by the first stage `miner` (dense, bm25 or hybrid)."""
+    """Each query's top-k documents by the first stage `miner` (dense, bm25 or hybrid); BM25
+    stems with `bm25_stemmer` (default: what `build` indexes with, so mined negatives match
+    the served first stage)."""
     if miner not in MINERS:
         raise ValueError(f"unknown miner {miner!r}; choose from {MINERS}")
     log.info("mining top-%d %s candidates for %d queries over %d documents", k, miner, len(queries), len(docs))
@@ -93,7 +96,7 @@ def mine_candidates(
         )
         dense = first_stage.flat_index(doc_emb)
     if miner != "dense":
-        lexical = LexicalIndex.build([d.full_text for d in docs])
+        lexical = LexicalIndex.build([d.full_text for d in docs], stemmer=bm25_stemmer)
     hits = first_stage.search_batch(
         miner, k, dense=dense, query_embeddings=q_emb, lexical=lexical, query_texts=texts  # type: ignore[arg-type]
     )

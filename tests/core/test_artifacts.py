@@ -10,6 +10,7 @@ from ranking_gateway.core.artifacts import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     ArtifactPaths,
+    LexicalEntry,
     Manifest,
     ManifestError,
     ModelEntry,
@@ -23,6 +24,7 @@ def test_manifest_records_the_bm25_index(artifacts: ArtifactPaths) -> None:
     assert manifest.bm25 is not None
     assert artifacts.root / manifest.bm25.path == artifacts.bm25_index
     assert (manifest.bm25.stopwords, manifest.bm25.k1, manifest.bm25.b) == ("en", 1.5, 0.75)
+    assert manifest.bm25.stemmer == "english"  # what the served index is queried with
     # the index version hashes index/, so it covers the BM25 files too
     assert artifacts.bm25_index.parent == artifacts.index_dir
     assert manifest.index_version == sha256_of(artifacts.index_dir)[:16]
@@ -38,6 +40,22 @@ def test_round_trip(artifacts: ArtifactPaths, tmp_path) -> None:
     manifest = Manifest.read(artifacts.root)
     manifest.write(tmp_path)
     assert Manifest.read(tmp_path) == manifest
+
+
+def test_the_bm25_stemmer_round_trips_and_is_optional(tmp_path: Path) -> None:
+    """Manifests from before stemming have no `stemmer`: they still read (format 1), as unstemmed."""
+    entry = LexicalEntry("index/bm25", "lucene", 1.5, 0.75, "en", 10, stemmer="english")
+    for stemmer in ("english", None):
+        manifest = _manifest(bm25=LexicalEntry(**{**asdict(entry), "stemmer": stemmer}))
+        manifest.write(tmp_path)
+        assert json.loads((tmp_path / MANIFEST_FILE).read_text())["bm25"]["stemmer"] == stemmer
+        assert Manifest.read(tmp_path) == manifest
+    data = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    data["bm25"] = {k: v for k, v in asdict(entry).items() if k != "stemmer"}
+    assert data["format_version"] == FORMAT_VERSION == 1
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
+    read = Manifest.read(tmp_path).bm25
+    assert read is not None and read.stemmer is None and read.vocabulary == 10
 
 
 def _manifest(**changes) -> Manifest:

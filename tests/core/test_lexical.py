@@ -13,7 +13,7 @@ from tests.conftest import CORPUS
 def test_build_save_load_search(tmp_path: Path) -> None:
     docs = read_corpus(CORPUS)
     LexicalIndex.build([d.full_text for d in docs]).save(tmp_path / "bm25")
-    index = LexicalIndex.load(tmp_path / "bm25")
+    index = LexicalIndex.load(tmp_path / "bm25", stemmer="english")
     assert len(index) == 30 and index.vocabulary > 100
     rows, scores = index.search("Phobos and Deimos", 5)
     assert [docs[r].id for r in rows] == ["astronomy-2"]  # only documents sharing a term
@@ -49,4 +49,27 @@ def test_ties_are_ordered_by_row() -> None:
 
 def test_load_without_an_index_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no BM25 index"):
-        LexicalIndex.load(tmp_path)
+        LexicalIndex.load(tmp_path, stemmer=None)
+
+
+def test_the_stemmed_index_matches_other_forms_of_a_word(tmp_path: Path) -> None:
+    """Snowball English by default: "eruptions" finds "Volcanoes erupt ..." (geology-1), which the
+    unstemmed index cannot; the stemmer travels with the index (the manifest records it)."""
+    docs = read_corpus(CORPUS)
+    texts = [d.full_text for d in docs]
+    stemmed, plain = LexicalIndex.build(texts), LexicalIndex.build(texts, stemmer=None)
+    assert (stemmed.stemmer, plain.stemmer) == ("english", None)
+    assert [docs[r].id for r in stemmed.search("eruptions", 5)[0]] == ["geology-1"]
+    assert [docs[r].id for r in stemmed.search("collapsing stars", 1)[0]] == ["astronomy-0"]
+    assert len(plain.search("eruptions", 5)[0]) == 0
+    assert [docs[r].id for r in plain.search("erupt", 5)[0]] == ["geology-1"]  # exact forms still match
+    stemmed.save(tmp_path / "bm25")
+    loaded = LexicalIndex.load(tmp_path / "bm25", stemmer="english")
+    assert [docs[r].id for r in loaded.search("eruptions", 5)[0]] == ["geology-1"]
+    # queried without the build's stemmer, the index misses what it should find: why it is recorded
+    assert len(LexicalIndex.load(tmp_path / "bm25", stemmer=None).search("eruptions", 5)[0]) == 0
+
+
+def test_an_unknown_stemmer_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown stemmer 'klingon'"):
+        LexicalIndex.build(["apple pie"], stemmer="klingon")

@@ -56,7 +56,7 @@ def test_build_writes_a_bm25_index_over_the_same_rows(artifacts: ArtifactPaths) 
     from ranking_gateway.core.lexical import LexicalIndex
 
     assert (artifacts.bm25_index / "params.index.json").is_file()
-    lexical = LexicalIndex.load(artifacts.bm25_index)
+    lexical = LexicalIndex.load(artifacts.bm25_index, stemmer=Manifest.read(artifacts.root).bm25.stemmer)
     ids = [json.loads(line)["_id"] for line in artifacts.documents.read_text().splitlines()]
     rows, _ = lexical.search("Phobos", 3)
     assert len(lexical) == 30 and [ids[r] for r in rows] == ["astronomy-2"]

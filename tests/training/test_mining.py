@@ -14,7 +14,8 @@ from ranking_gateway.training.mining import MINERS, Candidates, embed, mine_cand
 from tests.conftest import CORPUS
 
 DOCS = read_corpus(CORPUS)
-QUERIES = {"q1": "why do volcanoes erupt", "q2": "bread rising with yeast and rice", "q3": "The Alps and glaciers"}
+QUERIES = {"q1": "why do volcanoes erupt", "q2": "bread rising with yeast and rice", "q3": "The Alps and glaciers",
+           "q4": "stars and moons of Mars"}
 K = 8
 
 
