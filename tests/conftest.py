@@ -30,7 +30,8 @@ CORPUS = DATA / "corpus.jsonl"
 
 # fixtures that build artifacts, start Triton or start redis-server (tests/personalization/conftest.py)
 SLOW_FIXTURES = frozenset(
-    {"untrained_reranker", "artifacts", "legacy_artifacts", "triton", "client", "redis_server", "redis_url"}
+    {"untrained_reranker", "artifacts", "legacy_artifacts", "triton", "client", "redis_server", "redis_url",
+     "late_reranker", "late_artifacts", "late_triton"}
 )
 # names whose use in a test (or a helper of its module it calls) starts a process
 PROCESS_NAMES = frozenset({"subprocess", "multiprocessing", "serve_process", "start_redis", "EmbeddedTriton"})
@@ -103,6 +104,45 @@ def legacy_artifacts(artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPath
     del manifest["bm25"]
     (root / "manifest.json").write_text(json.dumps(manifest))
     return ArtifactPaths(root)
+
+
+@pytest.fixture(scope="session")
+def late_reranker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A late-interaction reranker as `train-reranker --kind late-interaction` saves one, before
+    any step: the query encoder is all-MiniLM-L6-v2 and both projections its corpus PCA."""
+    import torch
+
+    from ranking_build.models import default_encoder_path
+    from ranking_gateway.core.artifacts import sha256_of
+    from ranking_gateway.core.corpus import read_corpus
+    from ranking_gateway.core.reranker_dir import BUILTIN_DOCUMENT_ENCODER
+    from ranking_gateway.training.late_interaction import DocumentStates, LateInteractionTrainer, LateTrainConfig
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("late-reranker")
+    encoder = default_encoder_path()
+    states = DocumentStates.compute(encoder, [d.full_text for d in read_corpus(CORPUS)], 96)
+    trainer = LateInteractionTrainer(encoder, states, LateTrainConfig(dim=32, query_max_length=24, document_max_length=96))
+    trainer.save(out, BUILTIN_DOCUMENT_ENCODER, sha256_of(encoder / "model.safetensors"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def late_artifacts(tmp_path_factory: pytest.TempPathFactory, late_reranker: Path) -> ArtifactPaths:
+    from ranking_build.pipeline import run_build
+
+    root = tmp_path_factory.mktemp("late-artifacts") / "small"
+    run_build(BuildSettings(corpus=CORPUS, artifacts=root, reranker=late_reranker))
+    return ArtifactPaths(root)
+
+
+@pytest.fixture(scope="session")
+def late_triton(late_artifacts: ArtifactPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    from ranking_gateway.serving.triton_server import EmbeddedTriton
+
+    log_path = tmp_path_factory.mktemp("late-triton-log") / "tritonserver.log"
+    with EmbeddedTriton(late_artifacts.model_repository, log_path=log_path) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def export_onnx(module: torch.nn.Module, contract: ModelContract, path: Path) ->
     inputs = _sample_inputs(input_names, vocab)
     args = tuple(inputs[name] for name in input_names)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
-    dynamic_axes[output_name] = {0: "batch"}
+    dynamic_axes[output_name] = {0: "batch", 1: "sequence"} if contract.per_token else {0: "batch"}
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.inference_mode():
         torch.onnx.export(

@@ -21,9 +21,11 @@ from ranking_build.indexing import build_faiss_index
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
-from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, sha256_of
+from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, TokenStoreEntry, sha256_of
+from ranking_gateway.core.reranker_dir import reranker_kind
+from ranking_gateway.core.token_store import store_sha256, write_token_store
 from ranking_gateway.core.config import BuildSettings, TritonModelSettings
-from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
+from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
 from ranking_build.models import (
@@ -82,6 +84,9 @@ def compile_model(
     version = write_cpu_model(repo, spec.contract, spec.serving, settings.cpu_runtime, exported.path, int8, dim)
     if settings.cpu_runtime.startswith("torch"):
         module.transformer.save_pretrained(str(version / "hf"))
+        projection = getattr(module, "projection", None)  # the late-interaction query side's
+        if projection is not None:
+            np.save(version / "hf" / "projection.npy", projection.weight.detach().float().numpy())
     return exported
 
 
@@ -125,11 +130,55 @@ def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
     )
 
 
+def _build_late_interaction(
+    reranker_dir: Path, docs: list[Document], settings: BuildSettings, paths: ArtifactPaths
+) -> tuple[ModelEntry, TokenStoreEntry]:
+    """The late-interaction reranker: its query side compiled as the Triton model
+    `query_token_encoder`, its document side run over the corpus into the token store."""
+    import time
+
+    from ranking_build.late_interaction import document_encoder_dir, encode_document_tokens, load_late_interaction
+
+    config, query, document = load_late_interaction(reranker_dir)  # CliError on a bad directory
+    _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
+    spec = ModelSpec(QUERY_TOKENS, config.query_max_length, settings.encoder_serving)
+    exported = compile_model(query, spec, settings, paths, config.dim)
+    entry = _model_entry(reranker_dir, exported, config.query_max_length, config.dim)
+    entry.recommended_alpha = recommended_alpha(reranker_dir)
+    entry.kind = "late-interaction"
+
+    started = time.perf_counter()
+    doc_dir = document_encoder_dir(reranker_dir, config)
+    vectors = encode_document_tokens(
+        document, _load_tokenizer(doc_dir), [d.full_text for d in docs],
+        max_length=config.document_max_length, progress="document token store",
+    )
+    counts = write_token_store(paths.token_store, vectors, config.dim)
+    store = TokenStoreEntry(
+        path=str(paths.token_store.relative_to(paths.root)),
+        sha256=store_sha256(paths.token_store),
+        dim=config.dim,
+        dtype="int8",
+        documents=counts["documents"],
+        tokens=counts["tokens"],
+        bytes=counts["bytes"],
+        bytes_per_document=round(counts["bytes"] / max(1, counts["documents"]), 1),
+        document_max_length=config.document_max_length,
+        document_encoder=str(doc_dir),
+        document_encoder_sha256=sha256_of(doc_dir / "model.safetensors"),
+        build_seconds=round(time.perf_counter() - started, 1),
+    )
+    print(f"token store: {store.tokens} token vectors, {store.bytes / 1e6:.1f} MB "
+          f"({store.bytes_per_document:.0f} B per document), {store.build_seconds:.0f} s")
+    return entry, store
+
+
 def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     docs = read_corpus(settings.corpus)  # validate before any heavy work
     print(f"corpus: {len(docs)} documents from {settings.corpus}")
     encoder_dir = _check_model_dir(settings.encoder or default_encoder_path(), "--encoder")
-    reranker_dir = _check_model_dir(settings.reranker, "--reranker") if settings.reranker else None
+    reranker_dir = settings.reranker
+    kind = reranker_kind(reranker_dir) if reranker_dir is not None else None  # CliError when neither kind
     if settings.target == "tensorrt" and (reason := tensorrt_unavailable_reason()):
         raise CliError(f"--target tensorrt: {reason}")
 
@@ -139,8 +188,10 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
     encoder_export = compile_model(encoder, encoder_spec, settings, paths, encoder.dim)
 
-    reranker_entry = None
-    if reranker_dir is not None:
+    reranker_entry = token_store = None
+    if reranker_dir is not None and kind == "late-interaction":
+        reranker_entry, token_store = _build_late_interaction(reranker_dir, docs, settings, paths)
+    elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
         reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
@@ -175,6 +226,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         encoder=_model_entry(encoder_dir, encoder_export, settings.query_max_length, encoder.dim),
         reranker=reranker_entry,
         bm25=bm25,
+        token_store=token_store,
     )
     manifest.write(paths.root)
     return manifest

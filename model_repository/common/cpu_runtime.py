@@ -1,4 +1,4 @@
-"""CPU inference for the Triton python backend, shared by `query_encoder` and `reranker`.
+"""CPU inference for the Triton python backend, shared by every model of the repository.
 
 The build step copies this file next to each model's `model.py`, which says what the model
 computes. It must stay self-contained (no `ranking_gateway` import) so the model repository
@@ -125,8 +125,11 @@ class BatchingPythonModel(ABC):
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         responses, row = [], 0
         for p in per_request:
-            n = p[self.model.input_names[0]].shape[0]
-            tensor = pb_utils.Tensor(self.model.output_name, np.ascontiguousarray(output[row : row + n]))
+            n, width = p[self.model.input_names[0]].shape
+            part = output[row : row + n]
+            if part.ndim == 3:  # per-token output: back to this request's own width
+                part = part[:, :width]
+            tensor = pb_utils.Tensor(self.model.output_name, np.ascontiguousarray(part))
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
             row += n
         return responses

@@ -53,6 +53,11 @@ class ArtifactPaths:
         return self.index_dir / "bm25"
 
     @property
+    def token_store(self) -> Path:
+        """The late-interaction reranker's document token vectors (`core.token_store`)."""
+        return self.root / "token_store"
+
+    @property
     def onnx_dir(self) -> Path:
         return self.root / "onnx"
 
@@ -87,6 +92,8 @@ class ModelEntry:
     # a reranker's `train-reranker` report: the --rerank-alpha its held-out queries preferred
     # (serve's default); None where the model came without one
     recommended_alpha: float | None = None
+    # a reranker's kind (`core.reranker_dir`): its Triton model and whether it has a token store
+    kind: str = "cross-encoder"
 
 
 @dataclass
@@ -106,6 +113,25 @@ class LexicalEntry:
 
 
 @dataclass
+class TokenStoreEntry:
+    """The late-interaction document side built with the corpus: what it holds and cost, and the
+    hash the gateway checks before serving it."""
+
+    path: str  # relative to the artifacts directory
+    sha256: str
+    dim: int
+    dtype: str  # of the stored vectors (a float16 scale per token beside them)
+    documents: int
+    tokens: int
+    bytes: int
+    bytes_per_document: float
+    document_max_length: int
+    document_encoder: str  # the frozen Transformer under the document projection
+    document_encoder_sha256: str
+    build_seconds: float
+
+
+@dataclass
 class Manifest:
     target: str
     cpu_runtime: str | None
@@ -120,6 +146,8 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     # None: built before the BM25 index existed; such artifacts serve dense retrieval only
     bm25: LexicalEntry | None = None
+    # the late-interaction reranker's document side; None without one
+    token_store: TokenStoreEntry | None = None
 
     @property
     def version_key(self) -> str:
@@ -134,6 +162,8 @@ class Manifest:
             f"query_length={self.encoder.max_length}",
             self.reranker.sha256 if self.reranker else "none",
         ]
+        if self.token_store is not None:
+            parts.append(self.token_store.sha256)
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def write(self, directory: Path) -> None:
@@ -159,6 +189,7 @@ class Manifest:
             data["encoder"] = ModelEntry(**data["encoder"])
             data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
             data["bm25"] = LexicalEntry(**data["bm25"]) if data.get("bm25") else None
+            data["token_store"] = TokenStoreEntry(**data["token_store"]) if data.get("token_store") else None
             return cls(**data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); {rebuild}") from None

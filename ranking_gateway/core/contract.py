@@ -19,9 +19,13 @@ class ModelContract:
     output: str
     output_dtype: str = "FP32"  # Triton's data type name (config.pbtxt writes it as TYPE_FP32)
     input_dtype: str = "INT64"
+    per_token: bool = False  # output [batch, tokens, dim] instead of [batch, dim]
 
 
 # [batch, dim] mean-pooled, L2-normalised query embeddings
 ENCODER = ModelContract("query_encoder", ("input_ids", "attention_mask"), "embedding")
 # [batch, 1] relevance logit of each (query, document) pair
 RERANKER = ModelContract("reranker", ("input_ids", "attention_mask", "token_type_ids"), "logit")
+# [batch, tokens, dim] the late-interaction reranker's query token vectors, unit length, zero at
+# padding (MaxSim against the build's document token store, ranking_gateway.core.token_store)
+QUERY_TOKENS = ModelContract("query_token_encoder", ("input_ids", "attention_mask"), "token_vectors", per_token=True)

@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ranking_gateway.core.config import GatewaySettings, SearchLimits
-from ranking_gateway.core.contract import ENCODER, RERANKER
+from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER
+from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
@@ -20,7 +21,7 @@ from ranking_gateway.serving.metrics import GatewayMetrics, RequestCounter
 from ranking_gateway.serving.plan import ServingPlan, resolve
 from ranking_gateway.serving.redis_cache import RedisCacheStore, make_redis
 from ranking_gateway.serving.routes import EXCEPTION_HANDLERS, ROUTES
-from ranking_gateway.serving.search import Reranker, SearchPipeline
+from ranking_gateway.serving.search import LateInteractionReranker, Reranker, SearchPipeline
 from ranking_gateway.serving.tokenization import TextTokenizer
 from ranking_gateway.serving.triton_client import TritonModels
 
@@ -45,10 +46,7 @@ class Gateway:
         index = DocumentIndex(paths, plan.manifest)
         models = TritonModels(triton_url, settings.triton_timeout_s, settings.rerank_chunk_size)
         encoder_tokenizer = TextTokenizer(paths.tokenizer(ENCODER.name), plan.manifest.encoder.max_length)
-        reranker = None
-        if plan.rerank is not None:
-            tokenizer = TextTokenizer(paths.tokenizer(RERANKER.name), plan.rerank.max_length)
-            reranker = Reranker(plan.rerank, tokenizer, models)
+        reranker = _reranker(plan, models)
         redis = make_redis(settings.redis_url) if settings.redis_url else None
         store = (
             RedisCacheStore(redis, settings.cache.ttl_s)
@@ -67,13 +65,33 @@ class Gateway:
 
     @property
     def model_names(self) -> list[str]:
-        return [ENCODER.name] + ([RERANKER.name] if self.plan.rerank else [])
+        return [ENCODER.name] + ([_reranker_model(self.plan)] if self.plan.rerank else [])
 
     async def close(self) -> None:
         await self.personalization.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.models.close()
+
+
+def _reranker_model(plan: ServingPlan) -> str:
+    assert plan.rerank is not None
+    return QUERY_TOKENS.name if plan.rerank.kind == "late-interaction" else RERANKER.name
+
+
+def _reranker(plan: ServingPlan, models: TritonModels) -> Reranker | LateInteractionReranker | None:
+    """The plan's reranker: a cross-encoder, or late interaction over the build's token store
+    (already checked by `plan.resolve`, so opened here without re-hashing)."""
+    if plan.rerank is None:
+        return None
+    name = _reranker_model(plan)
+    tokenizer = TextTokenizer(plan.paths.tokenizer(name), plan.rerank.max_length)
+    if plan.rerank.kind != "late-interaction":
+        return Reranker(plan.rerank, tokenizer, models)
+    entry = plan.manifest.token_store
+    assert entry is not None
+    store = TokenStore.open(plan.paths.root / entry.path, documents=plan.manifest.documents, dim=entry.dim)
+    return LateInteractionReranker(plan.rerank, tokenizer, models, store)
 
 
 def create_app(settings: GatewaySettings, triton_url: str, plan: ServingPlan | None = None) -> Starlette:

@@ -33,7 +33,10 @@ class RerankPlan:
 
     alpha: float  # 1: rank by the logit; < 1: alpha*z(logit) + (1-alpha)*z(retrieval score)
     depth: int  # candidates reranked at most
-    max_length: int  # tokens per (query, document) pair, at most the build's
+    # tokens the reranker's Triton model reads, at most the build's: per (query, document) pair
+    # for a cross-encoder, per query for late interaction (its documents are in the token store)
+    max_length: int
+    kind: str = "cross-encoder"  # or "late-interaction" (core.reranker_dir)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,20 @@ def _rerank_plan(settings: GatewaySettings, manifest: Manifest) -> RerankPlan | 
             f"--rerank-max-length must be between {MIN_RERANK_LENGTH} and the build's reranker max length "
             f"{built}, got {length} (the compiled model covers no longer pairs: rebuild with a larger --max-length)"
         )
-    return RerankPlan(alpha=alpha, depth=settings.rerank_depth, max_length=length)
+    return RerankPlan(alpha=alpha, depth=settings.rerank_depth, max_length=length, kind=reranker.kind)
+
+
+def _check_token_store(paths: ArtifactPaths, manifest: Manifest) -> None:
+    """A late-interaction build serves only with its own token store, intact: checked (hash
+    included) before anything starts, so a corrupt or missing store is a start-up error."""
+    if manifest.reranker is None or manifest.reranker.kind != "late-interaction":
+        return
+    entry = manifest.token_store
+    if entry is None:
+        raise PlanError("the manifest has a late-interaction reranker but no token store: rebuild the artifacts")
+    from ranking_gateway.core.token_store import TokenStore
+
+    TokenStore.open(paths.root / entry.path, documents=manifest.documents, dim=entry.dim, sha256=entry.sha256)
 
 
 def _event_log_dir(settings: GatewaySettings) -> Path:
@@ -126,6 +142,7 @@ def resolve(settings: GatewaySettings) -> ServingPlan:
     except ValueError as exc:
         raise PlanError(f"--retrieval: {exc}") from None
     _check_personalization(settings)
+    _check_token_store(paths, manifest)  # TokenStoreError (one line) when missing, corrupt or not this build's
     return ServingPlan(
         paths=paths,
         manifest=manifest,

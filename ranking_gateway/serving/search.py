@@ -21,6 +21,7 @@ from ranking_gateway.core.config import RetrievalMode
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.core.first_stage import fuse
 from ranking_gateway.core.scoring import interpolate
+from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.cache import SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
@@ -90,9 +91,19 @@ def normalize_query(query: str, casefold: bool) -> str:
     return text.casefold() if casefold else text
 
 
+def _reorder(head: list[Candidate], tail: list[Candidate], scores: np.ndarray, plan: RerankPlan) -> list[Candidate]:
+    """The head by the reranker's score (blended with retrieval's where alpha < 1, so a weak
+    reranker cannot bury a good first stage), the tail as it was."""
+    if plan.alpha < 1.0:
+        scores = interpolate([c.retrieval_score for c in head], scores, plan.alpha)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return [Candidate(head[i].row, head[i].retrieval_score, float(scores[i])) for i in order] + tail
+
+
 @dataclass(frozen=True)
 class Reranker:
-    """The reranker as served: its tokenizer at the plan's token budget and its Triton model."""
+    """A cross-encoder as served: its tokenizer at the plan's token budget and its Triton model,
+    which reads every (query, document) pair whole."""
 
     plan: RerankPlan
     tokenizer: TextTokenizer
@@ -103,11 +114,25 @@ class Reranker:
         head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
         texts = [index.documents[c.row].full_text for c in head]
         tokens = await anyio.to_thread.run_sync(self.tokenizer.encode_pairs, query, texts)
-        scores = await self.models.rerank(tokens)
-        if self.plan.alpha < 1.0:  # blend with the retrieval score: a weak reranker cannot bury a good first stage
-            scores = interpolate([c.retrieval_score for c in head], scores, self.plan.alpha)
-        order = np.argsort(-scores, kind="stable")
-        return [Candidate(head[i].row, head[i].retrieval_score, float(scores[i])) for i in order] + tail
+        return _reorder(head, tail, await self.models.rerank(tokens), self.plan)
+
+
+@dataclass(frozen=True)
+class LateInteractionReranker:
+    """A late-interaction reranker as served: the query's token vectors from Triton, MaxSim
+    against the documents' token vectors that `build` stored (no document text is read)."""
+
+    plan: RerankPlan
+    tokenizer: TextTokenizer  # the query side's, at the plan's query token budget
+    models: TritonModels
+    store: TokenStore
+
+    async def rerank(self, query: str, candidates: list[Candidate], index: DocumentIndex) -> list[Candidate]:
+        head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
+        tokens = self.tokenizer.encode([query])
+        vectors = (await self.models.encode_tokens(tokens))[0]  # [tokens, dim], zero at padding
+        scores = await anyio.to_thread.run_sync(self.store.maxsim, vectors, [c.row for c in head])
+        return _reorder(head, tail, scores, self.plan)
 
 
 class SearchPipeline:
@@ -117,7 +142,7 @@ class SearchPipeline:
         index: DocumentIndex,
         models: TritonModels,
         encoder_tokenizer: TextTokenizer,
-        reranker: Reranker | None,
+        reranker: Reranker | LateInteractionReranker | None,
         cache: SingleFlightCache[RankedCandidates],
         metrics: GatewayMetrics,
         personalization: Personalization | None = None,

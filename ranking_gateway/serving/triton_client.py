@@ -1,4 +1,4 @@
-"""The gateway's async client for the two Triton models.
+"""The gateway's async client for the Triton models (names and tensors from `core.contract`).
 
 The reranker's pairs go out as several concurrent requests of `chunk_size` pairs: Triton's
 dynamic batcher then merges chunks from concurrent searches (of different users) into one
@@ -13,7 +13,7 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
+from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.tokenization import TokenBatch
 
@@ -52,6 +52,10 @@ class TritonModels:
     async def encode(self, batch: TokenBatch) -> np.ndarray:
         """Query embeddings [n, dim], L2-normalised by the model."""
         return await self._infer(ENCODER, batch)
+
+    async def encode_tokens(self, batch: TokenBatch) -> np.ndarray:
+        """The late-interaction reranker's query token vectors [n, tokens, dim], zero at padding."""
+        return await self._infer(QUERY_TOKENS, batch)
 
     async def rerank(self, batch: TokenBatch) -> np.ndarray:
         """One relevance logit per pair, [n]; chunks are sent concurrently."""

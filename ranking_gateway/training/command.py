@@ -1,4 +1,5 @@
-"""`ranking-gateway train-reranker`: fine-tune a cross-encoder on a BEIR-layout collection."""
+"""`ranking-gateway train-reranker`: train a reranker (a cross-encoder, or a late-interaction
+reranker whose document side `build` precomputes) on a BEIR-layout collection."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--redis-stream", default="rg:events", help="stream name with a redis:// --events")
     p.add_argument("--queries-per-doc", type=int, default=2, help="--source corpus: pseudo-queries per document")
     p.add_argument("--out", required=True, type=Path, help="output model directory")
+    p.add_argument("--kind", choices=("cross-encoder", "late-interaction"), default="cross-encoder",
+                   help="cross-encoder: one logit per pair, the whole Transformer at search time; late-interaction: "
+                   "ColBERT-style token vectors, the document side frozen and stored by build (trainable on a CPU)")
+    p.add_argument("--dim", type=int, default=128, help="late-interaction: token vector size")
+    p.add_argument("--query-max-length", type=int, default=32, help="late-interaction: query tokens")
+    p.add_argument("--document-max-length", type=int, default=512, help="late-interaction: document tokens stored")
+    p.add_argument("--projection-lr", type=float, default=1e-3, help="late-interaction: learning rate of the projections")
+    p.add_argument("--document-states-cache", type=Path, default=None,
+                   help="late-interaction: .npz caching the frozen document encoder's outputs between runs")
     p.add_argument("--init", type=Path, default=None, help="BERT-like model directory to start from (default all-MiniLM-L6-v2)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--max-length", type=int, default=256, help="max tokens per (query, document) pair")
@@ -75,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from ranking_build.models import default_encoder_path, resolve_device, use_bf16
     from ranking_gateway.training.loop import TrainConfig, train, write_report
 
+    if args.kind == "late-interaction":
+        return _run_late_interaction(args)
     if (args.source == "events") != (args.events is not None):
         raise CliError("--events FILE|DIR|redis://… goes with --source events, and only with it")
     if args.epochs < 1 or args.max_length < 16 or args.negatives < 1 or args.queries_per_doc < 1:
@@ -132,6 +144,82 @@ def run(args: argparse.Namespace) -> int:
                       "recommended_rerank_alpha": best.get("best_alpha"),
                       "train_seconds": round(result.seconds, 1)}, indent=2))
     return 0
+
+
+def _run_late_interaction(args: argparse.Namespace) -> int:
+    """Mine with the served first stage, compute the frozen document side once, train the query
+    side and the projections; the best held-out epoch is saved with its recommended alpha."""
+    import torch
+
+    from ranking_build.models import default_encoder_path
+    from ranking_gateway.core.artifacts import sha256_of
+    from ranking_gateway.core.reranker_dir import BUILTIN_DOCUMENT_ENCODER
+    from ranking_gateway.training.late_interaction import (
+        DocumentStates,
+        LateInteractionTrainer,
+        LateTrainConfig,
+        write_report,
+    )
+
+    if args.source != "qrels":
+        raise CliError("--kind late-interaction trains on --source qrels (its positives are corpus rows)")
+    if args.dim < 8 or args.query_max_length < 4 or args.document_max_length < 16:
+        raise CliError("--dim must be >= 8, --query-max-length >= 4, --document-max-length >= 16")
+    started = time.perf_counter()
+    coll = _load(args)
+    examples, heldout, n_train = _row_examples(args, coll)
+    mining_seconds = time.perf_counter() - started
+    doc_dir = default_encoder_path()
+    states = DocumentStates.compute(doc_dir, [d.full_text for d in coll.documents], args.document_max_length,
+                                    args.document_states_cache)
+    cfg = LateTrainConfig(
+        dim=args.dim, query_max_length=args.query_max_length, document_max_length=args.document_max_length,
+        epochs=args.epochs, batch_queries=args.batch_queries, negatives=args.negatives, lr=args.lr,
+        projection_lr=args.projection_lr, seed=args.seed, max_steps=args.max_steps,
+    )
+    init = args.init or doc_dir
+    trainer = LateInteractionTrainer(Path(init), states, cfg)
+    out: Path = args.out
+    doc_sha = sha256_of(doc_dir / "model.safetensors")
+    result = trainer.train(examples, heldout, lambda epoch: trainer.save(out, BUILTIN_DOCUMENT_ENCODER, doc_sha))
+    write_report(out / "training_report.json", cfg, result, {
+        "command": "train-reranker --kind late-interaction", "collection": str(args.collection), "split": args.split,
+        "init": str(init), "miner": args.miner, "mine_depth": args.mine_depth, "eval_candidates": args.eval_candidates,
+        "train_queries": n_train, "heldout_queries": len(heldout.queries), "examples": len(examples),
+        "device": _device_name(torch.device("cpu")), "threads": torch.get_num_threads(),
+        "mining_seconds": round(mining_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1),
+    })
+    print(json.dumps({"out": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
+                      "train_seconds": round(result.seconds, 1)}, indent=2))
+    return 0
+
+
+def _row_examples(args: argparse.Namespace, coll):
+    """Late-interaction examples: judged rows against rows mined by the served first stage."""
+    from ranking_gateway.training.examples import split_heldout
+    from ranking_gateway.training.late_interaction import RowExample, RowHeldOut
+    from ranking_gateway.training.mining import mine_candidates
+
+    qids = sorted(coll.queries)[: args.max_queries] if args.max_queries else sorted(coll.queries)
+    train_ids, held_ids = split_heldout(qids, args.heldout_fraction, args.seed)
+    row = {d.id: i for i, d in enumerate(coll.documents)}
+    cands = mine_candidates(
+        args.miner, coll.documents, {q: coll.queries[q] for q in qids}, max(args.mine_depth, args.eval_candidates),
+        encoder_path=args.mine_encoder, doc_max_length=args.mine_doc_length, embeddings_cache=args.embeddings_cache,
+    )
+    examples = []
+    for q in train_ids:
+        judged = coll.qrels[q]
+        negatives = tuple(row[d] for d, _ in cands[q][: args.mine_depth] if d not in judged)
+        examples += [RowExample(coll.queries[q], row[d], negatives) for d, s in judged.items() if s > 0 and d in row and negatives]
+    if not examples:
+        raise CliError("no training examples: no judged query has a positive in the corpus and mined negatives")
+    heldout = RowHeldOut(
+        queries={q: coll.queries[q] for q in held_ids},
+        candidates={q: [(row[d], d, s) for d, s in cands[q][: args.eval_candidates]] for q in held_ids},
+        qrels={q: coll.qrels[q] for q in held_ids},
+    )
+    return examples, heldout, len(train_ids)
 
 
 def _examples(args: argparse.Namespace, coll, bf16: bool, device: str):

@@ -27,7 +27,7 @@ def test_defaults_come_from_the_build(tmp_path: Path) -> None:
     assert plan.retrieval == "hybrid" and plan.rerank is not None
     assert (plan.rerank.alpha, plan.rerank.max_length, plan.rerank.depth) == (0.4, 256, 30)
     assert plan.event_log == root.resolve().with_name("a-events")
-    assert plan.describe()["rerank"] == {"alpha": 0.4, "depth": 30, "max_length": 256}
+    assert plan.describe()["rerank"] == {"alpha": 0.4, "depth": 30, "max_length": 256, "kind": "cross-encoder"}
 
 
 def test_flags_override_the_build(tmp_path: Path) -> None:
