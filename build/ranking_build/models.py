@@ -77,10 +77,16 @@ def native_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def fastest_cpu_runtime() -> str:
+def fastest_cpu_runtime(cross_encoder: bool = True) -> str:
     """The CPU target's runtime when the user does not choose one: measured in bench/cpu_runtimes.py
-    (torch bf16 on AMX machines; ONNX Runtime int8 where bf16 would be emulated)."""
-    return "torch_bf16" if native_bf16() else "onnx_int8"
+    (torch bf16 on AMX machines; ONNX Runtime int8 where bf16 would be emulated).
+
+    Without a cross-encoder (a late-interaction reranker: only queries reach Triton), fp32: int8
+    pays off on the cross-encoder's long pairs, while dynamic int8 quantisation scales each
+    batch by its own range, so a query's vectors would depend on what Triton batched it with."""
+    if native_bf16():
+        return "torch_bf16"
+    return "onnx_int8" if cross_encoder else "onnx_fp32"
 
 
 def resolve_device(name: str = "auto") -> torch.device:

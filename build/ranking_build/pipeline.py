@@ -234,7 +234,8 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
 
 def run_build(settings: BuildSettings) -> Manifest:
     if settings.cpu_runtime == "auto":
-        settings = replace(settings, cpu_runtime=fastest_cpu_runtime())
+        late = settings.reranker is not None and reranker_kind(settings.reranker) == "late-interaction"
+        settings = replace(settings, cpu_runtime=fastest_cpu_runtime(cross_encoder=not late))
     final = settings.artifacts.resolve()
     staging = final.parent / f".{final.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
