@@ -16,35 +16,20 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 
-from ranking_gateway.serving.triton_server import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+
+from gateway_process import start_gateway  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def serve(artifacts: Path, length: int, depth: int, alpha: str | None, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts), "--port", str(port),
-           "--rerank-max-length", str(length), "--rerank-depth", str(depth)]
-    cmd += ["--rerank-alpha", alpha] if alpha is not None else []
-    proc = subprocess.Popen(cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited; see {log_path}")
-        try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    proc.kill()
-    raise SystemExit(f"serve did not become ready; see {log_path}")
+    flags = ["--rerank-max-length", str(length), "--rerank-depth", str(depth)]
+    flags += ["--rerank-alpha", alpha] if alpha is not None else []
+    return start_gateway(artifacts, flags, log_path)
 
 
 def evaluate(url: str, collection: Path, split: str, modes: str, out: Path, limit: int | None) -> dict:

@@ -44,7 +44,6 @@ import logging
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
 
 import baseline as bl  # noqa: E402
+from gateway_process import start_gateway, stop_gateway  # noqa: E402
 
 from ranking_gateway.evaluation.client import ModeResult, check_reachable, gateway_config, run_mode  # noqa: E402
 
@@ -63,40 +63,14 @@ RESULTS = Path(__file__).parent / "results" / "side_by_side"
 # ---------------------------------------------------------------- the gateway
 
 
-def start_gateway(args: argparse.Namespace, logs: Path) -> tuple[subprocess.Popen, str]:
+def start(args: argparse.Namespace, logs: Path) -> tuple[subprocess.Popen, str]:
     """`ranking-gateway serve` on a free port, cache off, the baseline's rerank settings."""
-    from ranking_gateway.serving.triton_server import free_port
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(args.artifacts),
-           "--port", str(port), "--cache-size", "0", "--rerank-depth", str(args.depth),
-           "--event-log", str(logs / "events"), "--triton-log", str(logs / "triton.log")]
-    cmd += [] if args.alpha == "server" else ["--rerank-alpha", args.alpha]
+    flags = ["--cache-size", "0", "--rerank-depth", str(args.depth),
+             "--event-log", str(logs / "events"), "--triton-log", str(logs / "triton.log")]
+    flags += [] if args.alpha == "server" else ["--rerank-alpha", args.alpha]
     # a late-interaction build's token budget is the query's: leave it to the build ("server")
-    cmd += [] if args.gateway_max_length == "server" else ["--rerank-max-length", str(args.max_length)]
-    proc = subprocess.Popen(cmd, stdout=(logs / "serve.log").open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"serve exited with {proc.returncode}; see {logs / 'serve.log'}")
-        try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    stop_gateway(proc)
-    raise SystemExit(f"serve did not become ready in 300 s; see {logs / 'serve.log'}")
-
-
-def stop_gateway(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    flags += [] if args.gateway_max_length == "server" else ["--rerank-max-length", str(args.max_length)]
+    return start_gateway(args.artifacts, flags, logs / "serve.log")
 
 
 def gateway_pass(
@@ -284,7 +258,7 @@ def main() -> int:
     if args.artifacts:
         logs = Path(tempfile.mkdtemp(prefix="side_by_side-"))
         print(f"starting the gateway; logs in {logs}")
-        proc, url = start_gateway(args, logs)
+        proc, url = start(args, logs)
     else:
         url = args.url
     try:

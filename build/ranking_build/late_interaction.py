@@ -33,21 +33,10 @@ def token_vectors(hidden: torch.Tensor, attention_mask: torch.Tensor, projection
     return vectors * attention_mask.unsqueeze(-1).to(vectors.dtype)
 
 
-class LateQueryEncoder(nn.Module):
-    """The Triton model `query_token_encoder` (contract QUERY_TOKENS)."""
-
-    def __init__(self, transformer: nn.Module, projection: nn.Linear) -> None:
-        super().__init__()
-        self.transformer = transformer
-        self.projection = projection
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return token_vectors(hidden, attention_mask, self.projection)
-
-
-class DocumentTokenEncoder(nn.Module):
-    """The frozen document Transformer and the document projection (build time only)."""
+class TokenEncoder(nn.Module):
+    """One side of the reranker: a Transformer, a projection, unit token vectors. The query side
+    is the Triton model `query_token_encoder` (contract QUERY_TOKENS); the document side (a frozen
+    Transformer) runs at build time only."""
 
     def __init__(self, transformer: nn.Module, projection: nn.Linear) -> None:
         super().__init__()
@@ -105,15 +94,15 @@ def _projections(reranker_dir: Path, config: LateInteractionConfig) -> tuple[nn.
     return out[0], out[1]
 
 
-def load_late_interaction(reranker_dir: Path) -> tuple[LateInteractionConfig, LateQueryEncoder, DocumentTokenEncoder]:
+def load_late_interaction(reranker_dir: Path) -> tuple[LateInteractionConfig, TokenEncoder, TokenEncoder]:
     """Both sides of the reranker in `reranker_dir`, fp32, in eval mode."""
     from transformers import AutoModel
 
     config = read_late_interaction(reranker_dir)
     query_projection, document_projection = _projections(reranker_dir, config)
-    query = LateQueryEncoder(AutoModel.from_pretrained(str(reranker_dir), dtype=torch.float32), query_projection)
+    query = TokenEncoder(AutoModel.from_pretrained(str(reranker_dir), dtype=torch.float32), query_projection)
     doc_dir = document_encoder_dir(reranker_dir, config)
-    document = DocumentTokenEncoder(AutoModel.from_pretrained(str(doc_dir), dtype=torch.float32), document_projection)
+    document = TokenEncoder(AutoModel.from_pretrained(str(doc_dir), dtype=torch.float32), document_projection)
     return config, query.eval(), document.eval()
 
 
@@ -127,7 +116,7 @@ def encode_document_tokens(
     progress: str | None = None,
 ) -> list[np.ndarray]:
     """Each text's token outputs of `encoder` ((input_ids, attention_mask) -> [batch, tokens, dim]:
-    a `DocumentTokenEncoder`, or `HiddenStates` in training) as float16 [tokens, dim], padding
+    the document `TokenEncoder`, or `HiddenStates` in training) as float16 [tokens, dim], padding
     dropped, in input order. Sorted by length inside, so batches waste little padding."""
     from tqdm import tqdm
 

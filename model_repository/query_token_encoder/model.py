@@ -1,6 +1,6 @@
 """Triton python backend, `query_token_encoder`: the late-interaction reranker's query side,
 [batch, tokens, dim] unit token vectors, zero at padding (the computation of
-ranking_build.late_interaction.LateQueryEncoder). The gateway scores them by MaxSim against
+ranking_build.late_interaction.TokenEncoder, query side). The gateway scores them by MaxSim against
 the document token store that `build` wrote.
 
 The build copies cpu_runtime.py beside this file; it does the batching and the runtimes. Torch

@@ -134,7 +134,7 @@ class LateInteractionTrainer:
     def __init__(self, init: Path, states: DocumentStates, cfg: LateTrainConfig) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        from ranking_build.late_interaction import LateQueryEncoder, token_vectors
+        from ranking_build.late_interaction import TokenEncoder, token_vectors
 
         self.cfg, self.states, self._token_vectors = cfg, states, token_vectors
         self.tokenizer = AutoTokenizer.from_pretrained(str(init))
@@ -145,7 +145,7 @@ class LateInteractionTrainer:
         with torch.no_grad():
             query_projection.weight.copy_(start)
             self.document_projection.weight.copy_(start)
-        self.query = LateQueryEncoder(hidden, query_projection)
+        self.query = TokenEncoder(hidden, query_projection)
 
     def encode_queries(self, texts: Sequence[str]) -> torch.Tensor:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.cfg.query_max_length, return_tensors="pt")
