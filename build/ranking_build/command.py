@@ -15,7 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", type=Path, required=True, help="JSON lines {_id, title?, text} (BEIR layout)")
     p.add_argument("--artifacts", type=Path, required=True, help="output directory (model_repository/, index/, ...)")
     p.add_argument("--encoder", type=Path, help="local Hugging Face encoder directory (default all-MiniLM-L6-v2)")
-    p.add_argument("--reranker", type=Path, help="local Hugging Face sequence-classification directory (1 logit)")
+    p.add_argument("--reranker", type=Path,
+                   help="a reranker directory, its kind read from it: a cross-encoder (Hugging Face sequence "
+                   "classification, 1 logit) or a late-interaction reranker (late_interaction.json, e.g. "
+                   "models/scifact-reranker: its document side is computed here into a token store)")
     p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
     p.add_argument(
         "--cpu-runtime",
@@ -24,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="runtime of the CPU target's python-backend models (auto: torch_bf16 where the CPU has native "
         "bf16, i.e. AMX/AVX512-BF16, else onnx_int8; the fastest measured by bench/cpu_runtimes.py)",
     )
-    p.add_argument("--max-length", type=int, default=256, help="reranker max tokens per (query, document) pair")
+    p.add_argument("--max-length", type=int, default=256, help="cross-encoder max tokens per (query, document) pair (a late-interaction reranker's lengths are its own)")
     p.add_argument(
         "--document-max-length", type=int, default=256, help="document tokens when embedding the corpus"
     )

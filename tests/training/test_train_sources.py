@@ -118,7 +118,7 @@ def test_a_trained_reranker_builds_and_serves_with_its_recommended_alpha(tmp_pat
     assert Manifest.read(root).reranker.recommended_alpha == alpha
     with serve_process(ArtifactPaths(root), tmp_path / "serve.log", ready="/readyz") as client:
         ready = client.get("/readyz").json()
-        assert ready["rerank"] == {"alpha": alpha, "depth": 30, "max_length": 64}
+        assert ready["rerank"] == {"alpha": alpha, "depth": 30, "max_length": 64, "kind": "cross-encoder"}
         body = client.post("/v1/search", json={"query": "why do volcanoes erupt", "k": 3}).json()
         assert body["reranked"] and not body["degraded"] and len(body["results"]) == 3
 
