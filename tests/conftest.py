@@ -27,6 +27,9 @@ from ranking_gateway.core.config import BuildSettings, GatewaySettings
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "corpus.jsonl"
+# tests that check what a search answers, not when, give it all the time a loaded 2-core CI
+# machine may need (the deadline tests set their own)
+SLOW_CI_DEADLINE_MS = 120_000
 
 # fixtures that build artifacts, start Triton or start redis-server (tests/personalization/conftest.py)
 SLOW_FIXTURES = frozenset(
@@ -177,7 +180,8 @@ async def gateway_client(settings: GatewaySettings, triton_url: str) -> AsyncIte
 @pytest.fixture
 async def client(artifacts: ArtifactPaths, triton) -> AsyncIterator[httpx.AsyncClient]:
     # generous timeout: CI machines are small and shared, a slow answer is not what these tests check
-    async with gateway_client(GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120), triton.grpc_url) as c:
+    settings = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS)
+    async with gateway_client(settings, triton.grpc_url) as c:
         yield c
 
 
@@ -192,6 +196,7 @@ def serve_process(
     port = free_port()
     cmd = [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root), "--port", str(port)]
     cmd += ["--triton-url", triton_url] if triton_url else []
+    cmd += ["--deadline-ms", str(SLOW_CI_DEADLINE_MS)]
     with log_path.open("ab") as log:
         proc = subprocess.Popen([*cmd, *extra], stdout=log, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)

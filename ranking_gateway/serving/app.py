@@ -15,6 +15,7 @@ from ranking_gateway.core.config import GatewaySettings, SearchLimits
 from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER
 from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
+from ranking_gateway.serving.admission import AdmissionGate
 from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
 from ranking_gateway.serving.metrics import GatewayMetrics, RequestCounter
@@ -57,7 +58,8 @@ class Gateway:
             settings.personalization, plan.event_log, index.embeddings, [d.id for d in index.documents], redis
         )
         search = SearchPipeline(
-            plan, index, models, encoder_tokenizer, reranker, SingleFlightCache(store), metrics, personalization
+            plan, index, models, encoder_tokenizer, reranker, SingleFlightCache(store), metrics, personalization,
+            AdmissionGate(settings.admission), settings.deadline_ms,
         )
         return cls(
             plan, index, models, search, personalization, metrics, settings.limits, settings.snippet_chars, redis

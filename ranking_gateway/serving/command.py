@@ -13,7 +13,14 @@ import logging
 import signal
 from pathlib import Path
 
-from ranking_gateway.core.config import RETRIEVAL_MODES, CacheSettings, GatewaySettings, PersonalizationSettings
+from ranking_gateway.core.config import (
+    RETRIEVAL_MODES,
+    AdmissionSettings,
+    CacheSettings,
+    GatewaySettings,
+    PersonalizationSettings,
+)
+from ranking_gateway.core.errors import CliError
 from ranking_gateway.serving.plan import resolve
 
 log = logging.getLogger(__name__)
@@ -21,6 +28,7 @@ log = logging.getLogger(__name__)
 _GATEWAY = GatewaySettings(artifacts=Path("."))  # the defaults the flags show and fall back to
 _CACHE = CacheSettings()
 _PERSONAL = PersonalizationSettings()
+_ADMISSION = AdmissionSettings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="first stage: dense (FAISS), bm25, or hybrid (both, reciprocal rank fusion); "
         "default hybrid where the build has a BM25 index, else dense",
     )
+    p.add_argument("--deadline-ms", type=int, default=_GATEWAY.deadline_ms,
+                   help="every search answers within this unless it asks for its own timeout_ms: a rerank that "
+                   "cannot finish in time is cancelled and the answer comes in retrieval order, flagged degraded "
+                   f"(default {_GATEWAY.deadline_ms}; a 384-token cross-encoder on a small CPU needs more)")
+    p.add_argument("--max-inflight", type=int, default=_ADMISSION.max_inflight,
+                   help="searches ranked at once (cache misses); the rest wait in the queue")
+    p.add_argument("--max-queue", type=int, default=_ADMISSION.max_queue,
+                   help="searches waiting to be ranked; past it a search gets 429 with Retry-After at once")
     p.add_argument("--cache-size", type=int, default=_CACHE.max_entries, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=_CACHE.ttl_s, help="hot-query cache TTL, seconds")
     p.add_argument("--redis-url", help="redis://host:port/db: profiles, event stream and query cache shared by gateways")
@@ -75,6 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         rerank_max_length=args.rerank_max_length,
         retrieval=args.retrieval,
         cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
+        admission=_admission(args),
+        deadline_ms=_positive(args.deadline_ms, "--deadline-ms"),
         redis_url=args.redis_url,
         personalization=PersonalizationSettings(
             event_log=args.event_log,
@@ -84,6 +102,19 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
             weights=args.personalizer_weights,
         ),
     )
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise CliError(f"{flag} must be at least 1, got {value}")
+    return value
+
+
+def _admission(args: argparse.Namespace) -> AdmissionSettings:
+    try:
+        return AdmissionSettings(max_inflight=args.max_inflight, max_queue=args.max_queue)
+    except ValueError as exc:
+        raise CliError(f"--max-inflight/--max-queue: {exc}") from None
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -30,19 +30,24 @@ def encode_ranked(value: RankedCandidates) -> bytes:
         {
             "c": [[c.row, c.retrieval_score, c.rerank_score] for c in value.candidates],
             "r": value.reranked,
-            "d": value.degraded,
+            "d": list(value.degraded_reasons),
+            "m": value.retrieval,
             "t": value.timings_ms,
         },
         separators=(",", ":"),
     ).encode()
 
 
-def decode_ranked(raw: bytes) -> RankedCandidates:
+def decode_ranked(raw: bytes) -> RankedCandidates | None:
+    """The cached ranking; None (a miss) for an entry an older gateway wrote without its mode."""
     obj = json.loads(raw)
+    if "m" not in obj or not isinstance(obj["d"], list):
+        return None
     return RankedCandidates(
         candidates=tuple(Candidate(int(row), float(ret), None if rr is None else float(rr)) for row, ret, rr in obj["c"]),
         reranked=bool(obj["r"]),
-        degraded=bool(obj["d"]),
+        degraded_reasons=tuple(obj["d"]),
+        retrieval=obj["m"],
         timings_ms=dict(obj["t"]),
     )
 

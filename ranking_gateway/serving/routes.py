@@ -10,6 +10,7 @@ the edge; the pipeline and the personalisation service never see JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from starlette.exceptions import HTTPException
@@ -18,18 +19,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.admission import Overloaded
+from ranking_gateway.serving.openapi import openapi_document
 from ranking_gateway.serving.plan import UnsupportedRetrieval
-from ranking_gateway.serving.schemas import RequestError, SearchRequest, parse_event, parse_user_id
+from ranking_gateway.serving.schemas import MAX_BODY_BYTES, RequestError, SearchRequest, parse_event, parse_user_id
 from ranking_gateway.serving.search import SearchResult
 
 if TYPE_CHECKING:
     from ranking_gateway.serving.app import Gateway
 
-MAX_BODY_BYTES = 64 * 1024
 
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def gateway(request: Request) -> Gateway:
@@ -37,13 +38,24 @@ def gateway(request: Request) -> Gateway:
 
 
 async def read_json(request: Request) -> object:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise RequestError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    """The body as JSON, read no further than `MAX_BODY_BYTES` (a hostile client's gigabyte is
+    refused, not buffered). Anything `json` refuses is a 400: bad syntax, bad UTF-8, an integer
+    past Python's digit limit (ValueError), nesting past the recursion limit (RecursionError)."""
+    too_large = RequestError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY_BYTES):
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RequestError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "invalid_json", "the request body is nested too deeply") from None
 
 
 def render_search(result: SearchResult, gw: Gateway) -> dict:
@@ -62,6 +74,7 @@ def render_search(result: SearchResult, gw: Gateway) -> dict:
         ],
         "cached": result.cached,
         "degraded": result.degraded,
+        "degraded_reasons": list(result.degraded_reasons),
         "reranked": result.reranked,
         "personalized": result.personalized,
         "retrieval": result.retrieval,
@@ -112,6 +125,12 @@ async def metrics(request: Request) -> Response:
     return Response(gateway(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
+async def openapi(request: Request) -> Response:
+    """Generated from the registered routes and this gateway's limits: it documents what runs."""
+    endpoints = [(method, route.path) for route in ROUTES for method in route.methods or () if method != "HEAD"]
+    return JSONResponse(openapi_document(gateway(request).limits, endpoints))
+
+
 ROUTES = [
     Route("/v1/search", search, methods=["POST"]),
     Route("/v1/events", record_event, methods=["POST"]),
@@ -120,6 +139,7 @@ ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]
 
 
@@ -136,10 +156,16 @@ async def backend_unavailable(request: Request, exc: Exception) -> Response:
     return error_response(503, "backend_unavailable", str(exc))
 
 
+async def overloaded(request: Request, exc: Exception) -> Response:
+    """Refused at once rather than queued past its usefulness; `Retry-After` says when to come back."""
+    assert isinstance(exc, Overloaded)
+    return error_response(429, "overloaded", str(exc), {"Retry-After": str(int(exc.retry_after_s))})
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)  # a 405 keeps its Allow
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -151,6 +177,7 @@ EXCEPTION_HANDLERS = {
     RequestError: request_error,
     UnsupportedRetrieval: unsupported_retrieval,
     BackendUnavailable: backend_unavailable,
+    Overloaded: overloaded,
     HTTPException: http_error,
     Exception: server_error,
 }

@@ -8,6 +8,7 @@ results; rendering them as JSON is the routes' job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import unicodedata
@@ -23,6 +24,7 @@ from ranking_gateway.core.first_stage import fuse
 from ranking_gateway.core.scoring import interpolate
 from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
+from ranking_gateway.serving.admission import AdmissionGate
 from ranking_gateway.serving.cache import SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
 from ranking_gateway.serving.metrics import GatewayMetrics
@@ -63,7 +65,8 @@ class RankedCandidates:
 
     candidates: tuple[Candidate, ...]
     reranked: bool
-    degraded: bool
+    degraded_reasons: tuple[str, ...]  # empty: nothing was skipped (only such rankings are cached)
+    retrieval: RetrievalMode  # the first stage that answered: BM25 when the encoder could not
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -79,11 +82,30 @@ class SearchResult:
     request_id: str
     hits: list[Hit]
     cached: bool
-    degraded: bool
+    degraded_reasons: tuple[str, ...]  # schemas.DEGRADED_REASONS; empty when nothing was skipped
     reranked: bool
     personalized: bool
     retrieval: RetrievalMode
     timings_ms: dict[str, float]
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.degraded_reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a search must have answered, on the event loop's clock; each stage gets what is left."""
+
+    at: float
+
+    @classmethod
+    def after(cls, ms: int) -> Deadline:
+        return cls(asyncio.get_running_loop().time() + ms / 1000)
+
+    def left_s(self) -> float:
+        """Seconds left, never negative (0: a stage still starts, and times out at once)."""
+        return max(0.0, self.at - asyncio.get_running_loop().time())
 
 
 def normalize_query(query: str, casefold: bool) -> str:
@@ -146,6 +168,8 @@ class SearchPipeline:
         cache: SingleFlightCache[RankedCandidates],
         metrics: GatewayMetrics,
         personalization: Personalization | None = None,
+        gate: AdmissionGate | None = None,
+        deadline_ms: int = 2000,
     ) -> None:
         self.plan = plan
         self.index = index
@@ -155,6 +179,8 @@ class SearchPipeline:
         self.cache = cache
         self.metrics = metrics
         self.personalization = personalization
+        self.gate = gate
+        self.deadline_ms = deadline_ms
         self._casefold = encoder_tokenizer.lowercases and (reranker is None or reranker.tokenizer.lowercases)
 
     def cache_key(self, request: SearchRequest, mode: RetrievalMode) -> str:
@@ -168,22 +194,27 @@ class SearchPipeline:
         return f"{self.plan.version_key}|f={first}|c={request.candidates}|r={int(rerank is not None)}|a={alpha}|L={length}|{query}"
 
     async def search(self, request: SearchRequest) -> SearchResult:
-        """`UnsupportedRetrieval` for a first stage the build lacks; `BackendUnavailable` when
-        no ranking can be made (the query encoder down); a failed reranker or profile store
-        degrades the answer instead."""
+        """`UnsupportedRetrieval` for a first stage the build lacks; `Overloaded` when the
+        admission gate has no room; `BackendUnavailable` when no ranking can be made (the query
+        encoder down and no BM25 index). A failed or late reranker or profile store degrades the
+        answer instead: it comes by the deadline, flagged with the reasons."""
         started = time.perf_counter()
+        deadline = Deadline.after(request.timeout_ms if request.timeout_ms is not None else self.deadline_ms)
         request_id = uuid.uuid4().hex
         mode = self.plan.retrieval_for(request.retrieval)
-        ranked, cached = await self.cache.get_or_compute(self.cache_key(request, mode), lambda: self._rank(request, mode))
+        ranked, cached = await self.cache.get_or_compute(
+            self.cache_key(request, mode), lambda: self._admitted(request, mode, deadline)
+        )
         (self.metrics.cache_hits if cached else self.metrics.cache_misses).inc()
         timings = {name: 0.0 for name in ranked.timings_ms} if cached else dict(ranked.timings_ms)
 
         hits = [Hit(c.row, c.base_score, c.retrieval_score) for c in ranked.candidates]
-        degraded, personalized = ranked.degraded, False
+        reasons, personalized = list(ranked.degraded_reasons), False
         if request.user_id and self.personalization is not None:
             t0 = time.perf_counter()
+            personal = None
             try:
-                personal = await self.personalization.personalize(
+                personal = await asyncio.wait_for(self.personalization.personalize(
                     request.user_id,
                     np.array([h.row for h in hits], dtype=np.int64),
                     np.array([h.score for h in hits], dtype=np.float64),
@@ -191,11 +222,11 @@ class SearchPipeline:
                     request_id=request_id,
                     k=request.k,
                     query=request.query,
-                )
+                ), deadline.left_s())
             except BackendUnavailable as exc:  # profile store down: the non-personalised ranking
-                log.warning("personalisation unavailable, answering without it: %s", exc)
-                self.metrics.degraded.labels(reason="personalization_unavailable").inc()
-                personal, degraded = None, True
+                reasons.append(self._degrade("personalization_unavailable", exc))
+            except asyncio.TimeoutError:  # profile store late: the same, on time
+                reasons.append(self._degrade("personalization_deadline", "past the deadline"))
             if personal is not None:
                 hits = [Hit(hits[i].row, s, hits[i].retrieval_score) for i, s in zip(personal.order, personal.scores)]
                 personalized = True
@@ -206,22 +237,50 @@ class SearchPipeline:
             request_id=request_id,
             hits=hits[: request.k],
             cached=cached,
-            degraded=degraded,
+            degraded_reasons=tuple(reasons),
             reranked=ranked.reranked,
             personalized=personalized,
-            retrieval=mode,
+            retrieval=ranked.retrieval,
             timings_ms=timings,
         )
 
-    async def _rank(self, request: SearchRequest, mode: RetrievalMode) -> tuple[RankedCandidates, bool]:
-        """Encode, retrieve, rerank. Returns (ranking, cacheable): degraded answers are not cached."""
+    async def _admitted(
+        self, request: SearchRequest, mode: RetrievalMode, deadline: Deadline
+    ) -> tuple[RankedCandidates, bool]:
+        """A cache miss's ranking, once the admission gate lets it in (`Overloaded` when the
+        queue is full or no slot frees before the deadline): only misses wait, so hot queries
+        answer from the cache under any reranking load."""
+        if self.gate is None:
+            return await self._rank(request, mode, deadline)
+        async with self.gate.admit(deadline.left_s()):
+            return await self._rank(request, mode, deadline)
+
+    async def _encode(self, query: str, deadline: Deadline) -> np.ndarray:
+        tokens = self.encoder_tokenizer.encode([query])
+        return (await asyncio.wait_for(self.models.encode(tokens), deadline.left_s()))[0]
+
+    async def _rank(
+        self, request: SearchRequest, mode: RetrievalMode, deadline: Deadline
+    ) -> tuple[RankedCandidates, bool]:
+        """Encode, retrieve, rerank, each stage within what is left of the deadline. Returns
+        (ranking, cacheable): degraded answers are not cached."""
         timings: dict[str, float] = {"encode": 0.0}
+        reasons: list[str] = []
         n = request.candidates
         dense = lexical = None
         if mode != "bm25":  # BM25 alone needs no query vector
             t0 = time.perf_counter()
-            tokens = self.encoder_tokenizer.encode([request.query])
-            embedding = (await self.models.encode(tokens))[0]  # BackendUnavailable propagates: no vector, no search
+            try:
+                embedding = await self._encode(request.query, deadline)
+            except (BackendUnavailable, asyncio.TimeoutError) as exc:
+                if not self.plan.has_lexical:  # no vector and no BM25 index: no search
+                    if isinstance(exc, asyncio.TimeoutError):
+                        raise BackendUnavailable("the query encoder did not answer before the deadline") from None
+                    raise
+                late = isinstance(exc, asyncio.TimeoutError)
+                reasons.append(self._degrade("encoder_deadline" if late else "encoder_unavailable",
+                                             "past the deadline" if late else exc))
+                mode = "bm25"  # the build's BM25 index answers alone
             timings["encode"] = self._stage("encode", t0)
         t0 = time.perf_counter()  # `retrieve` covers the whole first stage, `lexical` the BM25 part of it
         if mode != "bm25":
@@ -238,19 +297,29 @@ class SearchPipeline:
         candidates = [Candidate(int(r), float(s), None) for r, s in zip(rows, scores)]
         timings["retrieve"] = self._stage("retrieve", t0)
 
-        reranked = degraded = False
+        reranked = False
         timings["rerank"] = 0.0
         if request.rerank and self.reranker is not None and candidates:
             t0 = time.perf_counter()
             try:
-                candidates = await self.reranker.rerank(request.query, candidates, self.index)
+                # past the deadline the rerank is cancelled: its Triton calls with it
+                candidates = await asyncio.wait_for(
+                    self.reranker.rerank(request.query, candidates, self.index), deadline.left_s()
+                )
                 reranked = True
             except BackendUnavailable as exc:
-                log.warning("reranker unavailable, answering with retrieval order: %s", exc)
-                self.metrics.degraded.labels(reason="reranker_unavailable").inc()
-                degraded = True
+                reasons.append(self._degrade("reranker_unavailable", exc))
+            except asyncio.TimeoutError:
+                reasons.append(self._degrade("rerank_deadline", "cancelled at the deadline"))
             timings["rerank"] = self._stage("rerank", t0)
-        return RankedCandidates(tuple(candidates), reranked, degraded, timings), not degraded
+        ranked = RankedCandidates(tuple(candidates), reranked, tuple(reasons), mode, timings)
+        return ranked, not reasons
+
+    def _degrade(self, reason: str, why: object) -> str:
+        """Count and log a skipped stage; the answer carries `reason`."""
+        log.warning("search degraded (%s): %s", reason, why)
+        self.metrics.degraded.labels(reason=reason).inc()
+        return reason
 
     def _stage(self, stage: str, started: float) -> float:
         seconds = time.perf_counter() - started

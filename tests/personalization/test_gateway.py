@@ -9,7 +9,7 @@ import pytest
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.config import GatewaySettings, PersonalizationSettings
 from ranking_gateway.personalization.jsonl_log import read_records
-from tests.conftest import gateway_client
+from tests.conftest import SLOW_CI_DEADLINE_MS, gateway_client
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +17,10 @@ QUERY = {"query": "facts about science and nature", "k": 30, "candidates": 30}
 
 
 def settings(artifacts: ArtifactPaths, tmp_path, **kw) -> GatewaySettings:
-    return GatewaySettings(artifacts=artifacts.root, personalization=PersonalizationSettings(event_log=tmp_path / "ev"), **kw)
+    return GatewaySettings(
+        artifacts=artifacts.root, personalization=PersonalizationSettings(event_log=tmp_path / "ev"),
+        deadline_ms=SLOW_CI_DEADLINE_MS, **kw,
+    )
 
 
 @pytest.fixture
@@ -105,6 +108,7 @@ async def test_redis_down_events_503_and_searches_degrade(artifacts, triton, tmp
         personal = await c.post("/v1/search", json={**QUERY, "user_id": "eve"})
         assert personal.status_code == 200
         assert personal.json()["degraded"] and not personal.json()["personalized"]
+        assert personal.json()["degraded_reasons"] == ["personalization_unavailable"]
         assert personal.json()["results"] == plain.json()["results"]
         assert (await c.get("/v1/users/eve/profile")).status_code == 503
 

@@ -11,7 +11,7 @@ from ranking_gateway.core.config import GatewaySettings
 from ranking_gateway.serving.app import create_app
 from ranking_gateway.serving.plan import PlanError
 from ranking_gateway.serving.triton_server import free_port
-from tests.conftest import gateway_client
+from tests.conftest import SLOW_CI_DEADLINE_MS, gateway_client
 
 pytestmark = pytest.mark.anyio
 
@@ -67,7 +67,7 @@ async def test_retrieval_only_ranks_by_dense_similarity(client: httpx.AsyncClien
 
 async def test_rerank_alpha_blends_logits_with_retrieval(artifacts: ArtifactPaths, triton) -> None:
     query = {"query": "volcanic eruptions and magma", "k": 10, "candidates": 10}
-    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
+    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS)
     async with gateway_client(replace(base, rerank_alpha=0.0), triton.grpc_url) as client:
         blended_zero = (await search(client, **query)).json()
         dense = (await search(client, **query, rerank=False)).json()
@@ -142,13 +142,52 @@ async def test_triton_batches_concurrent_rerank_requests(client: httpx.AsyncClie
     assert executions < inferences / 16  # chunks of 16 pairs, merged across requests by the batcher
 
 
-async def test_triton_unreachable_is_503(artifacts: ArtifactPaths) -> None:
+async def test_triton_unreachable_falls_back_to_bm25_else_503(
+    artifacts: ArtifactPaths, legacy_artifacts: ArtifactPaths
+) -> None:
+    """No query vector: a build with a BM25 index still answers (BM25 alone, flagged), one
+    without it cannot (503); neither answer is cached and readiness says Triton is down."""
     settings = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=2.0)
     async with gateway_client(settings, f"127.0.0.1:{free_port()}") as client:
-        r = await search(client, query="volcano")
-        assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
+        for _ in range(2):
+            r = await search(client, query="volcano lava")
+            body = r.json()
+            assert r.status_code == 200 and body["retrieval"] == "bm25" and body["results"] and not body["cached"]
+            assert body["degraded"] and body["degraded_reasons"] == ["encoder_unavailable", "reranker_unavailable"]
         ready = await client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False
+    async with gateway_client(replace(settings, artifacts=legacy_artifacts.root), f"127.0.0.1:{free_port()}") as client:
+        r = await search(client, query="volcano")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
+
+
+async def test_a_search_past_its_deadline_answers_on_time_in_retrieval_order(artifacts: ArtifactPaths, triton) -> None:
+    """`timeout_ms` too short for the models: the answer still comes, in BM25 order, flagged
+    with what was skipped, and is not cached (the next search with time to spare is reranked)."""
+    settings = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=120_000)
+    async with gateway_client(settings, triton.grpc_url) as client:
+        started = asyncio.get_running_loop().time()
+        late = await search(client, query="volcano eruption fact", k=3, candidates=10, timeout_ms=1)
+        elapsed = asyncio.get_running_loop().time() - started
+        body = late.json()
+        assert late.status_code == 200 and body["degraded"] and not body["reranked"] and len(body["results"]) == 3
+        assert "rerank_deadline" in body["degraded_reasons"] and body["degraded_reasons"][0] in (
+            "encoder_deadline", "rerank_deadline"
+        )
+        assert elapsed < 5  # no stage ran to completion (a generous bound for a shared CI machine)
+        again = (await search(client, query="volcano eruption fact", k=3, candidates=10)).json()
+        assert again["reranked"] and not again["degraded"] and not again["cached"] and again["degraded_reasons"] == []
+        metrics = (await client.get("/metrics")).text
+        assert 'ranking_gateway_degraded_responses_total{reason="rerank_deadline"}' in metrics
+
+
+async def test_the_serve_deadline_applies_when_the_request_sets_none(artifacts: ArtifactPaths, triton) -> None:
+    settings = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=1)
+    async with gateway_client(settings, triton.grpc_url) as client:
+        body = (await search(client, query="volcano eruption fact", k=3, candidates=10)).json()
+        assert body["degraded"] and "rerank_deadline" in body["degraded_reasons"]
+        roomy = (await search(client, query="volcano eruption fact", k=3, candidates=10, timeout_ms=60_000)).json()
+        assert roomy["reranked"] and not roomy["degraded"]
 
 
 def ids(body: dict) -> list[str]:
@@ -186,7 +225,7 @@ async def test_hybrid_reranks_and_caches_per_mode(client: httpx.AsyncClient) -> 
 async def test_cache_key_differs_by_retrieval_mode_and_rerank_max_length(artifacts: ArtifactPaths, triton) -> None:
     from ranking_gateway.serving.schemas import SearchRequest
 
-    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120)
+    base = GatewaySettings(artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS)
     request = SearchRequest("volcanic eruptions", 5, 20, True, None)
 
     def key(pipeline, req: SearchRequest) -> str:
@@ -215,7 +254,9 @@ async def test_cache_key_differs_by_retrieval_mode_and_rerank_max_length(artifac
 
 
 async def test_artifacts_without_bm25_serve_dense_only(legacy_artifacts: ArtifactPaths, triton) -> None:
-    settings = GatewaySettings(artifacts=legacy_artifacts.root, triton_timeout_s=120)
+    settings = GatewaySettings(
+        artifacts=legacy_artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS
+    )
     async with gateway_client(settings, triton.grpc_url) as client:
         body = (await search(client, **LEXICAL_ONLY)).json()
         assert body["retrieval"] == "dense" and "cooking-1" not in ids(body)
@@ -225,3 +266,35 @@ async def test_artifacts_without_bm25_serve_dense_only(legacy_artifacts: Artifac
             assert r.status_code == 422 and "BM25" in r.json()["error"]["message"]
     with pytest.raises(PlanError, match="BM25"):  # asked for at start-up: a one-line error before anything starts
         create_app(replace(settings, retrieval="hybrid"), triton.grpc_url)
+
+
+async def test_past_the_admission_bound_searches_get_429_at_once_but_cached_ones_and_health_do_not(
+    artifacts: ArtifactPaths, triton
+) -> None:
+    """One ranking in flight and no queue: of eight distinct queries sent at once, the ones that
+    find the slot taken are refused with Retry-After; a cached query and /healthz still answer."""
+    from ranking_gateway.core.config import AdmissionSettings
+
+    settings = GatewaySettings(
+        artifacts=artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS,
+        admission=AdmissionSettings(max_inflight=1, max_queue=0),
+    )
+    async with gateway_client(settings, triton.grpc_url) as client:
+        warm = await search(client, query="volcano eruption", k=3, candidates=10)
+        assert warm.status_code == 200
+        words = ("lava", "ash", "magma", "crater", "plume", "vent", "dome", "cone")
+        queries = [f"volcano eruption {word}" for word in words]
+        answers = await asyncio.gather(
+            *(search(client, query=q, k=3, candidates=10) for q in queries),
+            search(client, query="volcano eruption", k=3, candidates=10),
+            client.get("/healthz"),
+        )
+        *searched, cached, health = answers
+        refused = [r for r in searched if r.status_code == 429]
+        assert refused and all(r.status_code in (200, 429) for r in searched)
+        assert all(r.json()["error"]["code"] == "overloaded" and int(r.headers["retry-after"]) >= 1 for r in refused)
+        assert cached.status_code == 200 and cached.json()["cached"] and health.status_code == 200
+        gate = client.app.state.gateway.search.gate  # type: ignore[attr-defined]
+        assert (gate.inflight, gate.queued) == (0, 0)  # nothing leaked
+        metrics = (await client.get("/metrics")).text
+        assert 'ranking_gateway_requests_total{route="/v1/search",status="429"}' in metrics

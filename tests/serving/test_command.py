@@ -93,3 +93,14 @@ def test_rerank_max_length_beyond_the_build_is_a_one_line_error(artifacts: Artif
     for length in ("256", "8"):
         status, err = serve_cli(capsys, "--artifacts", str(artifacts.root), "--rerank-max-length", length)
         assert status == 2 and err.count("\n") == 1 and "--rerank-max-length" in err and "128" in err
+
+
+def test_admission_flags_reach_the_settings_and_bad_ones_are_one_line_errors(artifacts: ArtifactPaths, capsys) -> None:
+    from ranking_gateway.cli import build_parser
+    from ranking_gateway.serving.command import settings_from_args
+
+    args = build_parser().parse_args(["serve", "--artifacts", str(artifacts.root), "--max-inflight", "2", "--max-queue", "0"])
+    admission = settings_from_args(args).admission
+    assert (admission.max_inflight, admission.max_queue) == (2, 0)
+    status, err = serve_cli(capsys, "--artifacts", str(artifacts.root), "--max-inflight", "0")
+    assert status == 2 and err.count("\n") == 1 and "--max-inflight" in err

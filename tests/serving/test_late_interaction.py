@@ -15,7 +15,7 @@ from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
 from ranking_gateway.core.config import GatewaySettings
 from ranking_gateway.core.token_store import VECTORS, TokenStore, TokenStoreError
 from ranking_gateway.serving.plan import PlanError, resolve
-from tests.conftest import gateway_client
+from tests.conftest import SLOW_CI_DEADLINE_MS, gateway_client
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,9 @@ async def test_search_reranks_by_maxsim_over_the_store(late_artifacts: ArtifactP
 
     from ranking_build.late_interaction import load_late_interaction
 
-    settings = GatewaySettings(artifacts=late_artifacts.root, triton_timeout_s=120, rerank_alpha=1.0)
+    settings = GatewaySettings(
+        artifacts=late_artifacts.root, triton_timeout_s=120, deadline_ms=SLOW_CI_DEADLINE_MS, rerank_alpha=1.0
+    )
     query = "what makes a volcano erupt"
     async with gateway_client(settings, late_triton.grpc_url) as client:
         ready = (await client.get("/readyz")).json()

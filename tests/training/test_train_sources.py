@@ -17,7 +17,7 @@ from ranking_gateway.core.collection import write_collection
 from ranking_gateway.core.config import BuildSettings, GatewaySettings, PersonalizationSettings
 from ranking_build.models import CrossEncoder
 from ranking_gateway.personalization.jsonl_log import read_records
-from tests.conftest import CORPUS, gateway_client, serve_process
+from tests.conftest import CORPUS, SLOW_CI_DEADLINE_MS, gateway_client, serve_process
 from tests.training.test_train_tiny import make_collection
 
 ABSTRACTS = {
@@ -65,7 +65,10 @@ def test_corpus_source_trains_a_reranker_from_documents_alone(tmp_path: Path) ->
 async def test_events_source_trains_from_the_gateways_own_click_log(
     artifacts: ArtifactPaths, triton, tmp_path: Path
 ) -> None:
-    settings = GatewaySettings(artifacts=artifacts.root, personalization=PersonalizationSettings(event_log=tmp_path / "ev"))
+    settings = GatewaySettings(
+        artifacts=artifacts.root, personalization=PersonalizationSettings(event_log=tmp_path / "ev"),
+        deadline_ms=SLOW_CI_DEADLINE_MS,
+    )
     clicked = []
     async with gateway_client(settings, triton.grpc_url) as client:
         for user, query in [("ann", "how do volcanoes erupt"), ("bob", "why is the sky blue"), ("cy", "deep sea animals")]:
