@@ -127,5 +127,8 @@ class GatewaySettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     limits: SearchLimits = field(default_factory=SearchLimits)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    # one API key per line: events and users' data then need `Authorization: Bearer <key>`
+    api_key_file: Path | None = None
+    protect_search: bool = False  # with api_key_file: search needs a key too
     redis_url: str | None = None  # shared profiles, event stream and query cache across gateway processes
     personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)

@@ -16,6 +16,7 @@ from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER
 from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.admission import AdmissionGate
+from ranking_gateway.serving.auth import ApiKeys
 from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
 from ranking_gateway.serving.metrics import GatewayMetrics, RequestCounter
@@ -40,6 +41,7 @@ class Gateway:
     limits: SearchLimits
     snippet_chars: int
     redis: Any | None = None  # the shared redis.asyncio client with --redis-url
+    api_keys: ApiKeys | None = None  # None: every route is open (serve warns off loopback)
 
     @classmethod
     def load(cls, plan: ServingPlan, settings: GatewaySettings, triton_url: str, metrics: GatewayMetrics) -> Gateway:
@@ -61,8 +63,10 @@ class Gateway:
             plan, index, models, encoder_tokenizer, reranker, SingleFlightCache(store), metrics, personalization,
             AdmissionGate(settings.admission), settings.deadline_ms,
         )
+        api_keys = ApiKeys.read(settings.api_key_file, settings.protect_search) if settings.api_key_file else None
         return cls(
-            plan, index, models, search, personalization, metrics, settings.limits, settings.snippet_chars, redis
+            plan, index, models, search, personalization, metrics, settings.limits, settings.snippet_chars, redis,
+            api_keys,
         )
 
     @property

@@ -21,6 +21,7 @@ from ranking_gateway.core.config import (
     PersonalizationSettings,
 )
 from ranking_gateway.core.errors import CliError
+from ranking_gateway.serving.auth import ApiKeys
 from ranking_gateway.serving.plan import resolve
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="searches ranked at once (cache misses); the rest wait in the queue")
     p.add_argument("--max-queue", type=int, default=_ADMISSION.max_queue,
                    help="searches waiting to be ranked; past it a search gets 429 with Retry-After at once")
+    p.add_argument("--api-key-file", type=Path,
+                   help="one API key per line: POST /v1/events and GET/DELETE /v1/users/... then need "
+                   "'Authorization: Bearer <key>' (401 without, 403 wrong)")
+    p.add_argument("--protect-search", action="store_true", help="with --api-key-file: search needs a key too")
     p.add_argument("--cache-size", type=int, default=_CACHE.max_entries, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=_CACHE.ttl_s, help="hot-query cache TTL, seconds")
     p.add_argument("--redis-url", help="redis://host:port/db: profiles, event stream and query cache shared by gateways")
@@ -93,6 +98,8 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         cache=CacheSettings(max_entries=args.cache_size, ttl_s=args.cache_ttl),
         admission=_admission(args),
         deadline_ms=_positive(args.deadline_ms, "--deadline-ms"),
+        api_key_file=args.api_key_file,
+        protect_search=args.protect_search,
         redis_url=args.redis_url,
         personalization=PersonalizationSettings(
             event_log=args.event_log,
@@ -117,6 +124,17 @@ def _admission(args: argparse.Namespace) -> AdmissionSettings:
         raise CliError(f"--max-inflight/--max-queue: {exc}") from None
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """uvicorn shuts down gracefully on SIGTERM, then re-raises it; we turn that into a clean
     exit so the embedded Triton is stopped by the `with` block rather than by the kernel."""
@@ -130,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
     from ranking_gateway.serving.triton_server import EmbeddedTriton
 
     settings = settings_from_args(args)
+    if args.protect_search and not args.api_key_file:
+        raise CliError("--protect-search needs --api-key-file")
+    if settings.api_key_file:
+        ApiKeys.read(settings.api_key_file)  # a bad key file stops here, before Triton starts
+    elif not _loopback(settings.host):
+        log.warning("serving on %s without --api-key-file: anyone who reaches the port can write events "
+                    "and read or erase users", settings.host)
     plan = resolve(settings)  # every flag checked against the build before Triton starts
     log.info("serving plan: %s", plan.describe())
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

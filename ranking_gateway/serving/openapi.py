@@ -31,6 +31,7 @@ class Operation:
     body: Shape | None = None
     path_user_id: bool = False
     tags: tuple[str, ...] = ()
+    security: bool = False  # needs the API key (`serve --api-key-file`)
 
 
 def _error(description: str) -> Answer:
@@ -114,6 +115,8 @@ def _content(body: Shape | str) -> dict[str, Any]:
 
 def _operation(op: Operation, shapes: dict[str, Shape]) -> dict[str, Any]:
     out: dict[str, Any] = {"summary": op.summary, "tags": list(op.tags), "responses": {}}
+    if op.security:
+        out["security"] = [{"apiKey": []}]
     if op.path_user_id:
         out["parameters"] = [
             {"name": "user_id", "in": "path", "required": True, "schema": schemas.USER_ID_PATH.json_schema()}
@@ -133,11 +136,24 @@ def _operation(op: Operation, shapes: dict[str, Shape]) -> dict[str, Any]:
     return out
 
 
-def openapi_document(limits: SearchLimits, endpoints: Iterable[tuple[str, str]]) -> dict[str, Any]:
+UNAUTHORIZED = Answer("`unauthorized`: no `Authorization: Bearer <key>` (`serve --api-key-file`).", schemas.ERROR,
+                      headers={"WWW-Authenticate": "`Bearer`."})
+FORBIDDEN = _error("`forbidden`: the API key is not valid.")
+
+
+def openapi_document(
+    limits: SearchLimits, endpoints: Iterable[tuple[str, str]], protected: Iterable[tuple[str, str]] = ()
+) -> dict[str, Any]:
     """The document for these (method, path) endpoints: the routes as registered, each of which
-    must have an `Operation` here (a route added without one fails loudly, not silently)."""
+    must have an `Operation` here (a route added without one fails loudly, not silently).
+    `protected` ones need an API key on this gateway: they get the bearer scheme, 401 and 403."""
     endpoints = list(dict.fromkeys((method.lower(), path) for method, path in endpoints))
+    protected = {(method.lower(), path) for method, path in protected}
     known = operations(limits)
+    for key in protected & set(known):
+        op = known[key]
+        known[key] = Operation(op.summary, {**op.responses, 401: UNAUTHORIZED, 403: FORBIDDEN}, op.body,
+                               op.path_user_id, op.tags, security=True)
     missing = sorted(set(endpoints) - set(known))
     if missing:
         raise KeyError(f"routes without an OpenAPI operation: {missing}")
@@ -161,6 +177,8 @@ def openapi_document(limits: SearchLimits, endpoints: Iterable[tuple[str, str]])
         "paths": paths,
         "components": {
             "schemas": {name: shapes[name].json_schema() for name in sorted(shapes)},
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                           "description": "A key from `serve --api-key-file`."}},
             # answers to requests no operation covers: an unknown path, a method a path does not serve
             "responses": {
                 "NotFound": {"description": "`not_found`: no such route.", "content": _content(schemas.ERROR)},

@@ -9,7 +9,10 @@ the edge; the pipeline and the personalisation service never see JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,8 @@ from ranking_gateway.serving.search import SearchResult
 if TYPE_CHECKING:
     from ranking_gateway.serving.app import Gateway
 
+# one line per erasure, for whoever must show that it happened (user id hashed, never the key)
+audit = logging.getLogger("ranking_gateway.audit")
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
@@ -82,7 +87,15 @@ def render_search(result: SearchResult, gw: Gateway) -> dict:
     }
 
 
+def require_key(request: Request, *, search: bool = False) -> None:
+    """The API-key check of a protected route (`serve --api-key-file`); a no-op without keys."""
+    keys = gateway(request).api_keys
+    if keys is not None and (not search or keys.protect_search):
+        keys.require(request)
+
+
 async def search(request: Request) -> Response:
+    require_key(request, search=True)
     gw = gateway(request)
     parsed = SearchRequest.parse(await read_json(request), gw.limits)
     return JSONResponse(render_search(await gw.search.search(parsed), gw))
@@ -90,6 +103,7 @@ async def search(request: Request) -> Response:
 
 async def record_event(request: Request) -> Response:
     """202 only once the event is in the durable log and the profile is updated."""
+    require_key(request)
     gw = gateway(request)
     event = parse_event(await read_json(request), doc_exists=gw.personalization.has_document)
     await gw.personalization.record(event)
@@ -97,6 +111,7 @@ async def record_event(request: Request) -> Response:
 
 
 async def user_profile(request: Request) -> Response:
+    require_key(request)
     user_id = parse_user_id(request.path_params["user_id"])
     profile = await gateway(request).personalization.profile(user_id)
     if profile is None:
@@ -105,8 +120,13 @@ async def user_profile(request: Request) -> Response:
 
 
 async def delete_user(request: Request) -> Response:
+    """Erases the profile and the user's events from the live store, and says so in the audit log
+    (the user id hashed: the audit trail must not itself keep what was erased)."""
+    require_key(request)
     user_id = parse_user_id(request.path_params["user_id"])
-    return JSONResponse(await gateway(request).personalization.erase(user_id))
+    erased = await gateway(request).personalization.erase(user_id)
+    audit.info("erased user sha256:%s at %.3f", hashlib.sha256(user_id.encode()).hexdigest()[:16], time.time())
+    return JSONResponse(erased)
 
 
 async def healthz(request: Request) -> Response:
@@ -127,8 +147,12 @@ async def metrics(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """Generated from the registered routes and this gateway's limits: it documents what runs."""
+    gw = gateway(request)
     endpoints = [(method, route.path) for route in ROUTES for method in route.methods or () if method != "HEAD"]
-    return JSONResponse(openapi_document(gateway(request).limits, endpoints))
+    keys = gw.api_keys
+    protected = [] if keys is None else [e for e in endpoints if e[1] != "/v1/search" or keys.protect_search]
+    protected = [e for e in protected if e[1].startswith("/v1/")]
+    return JSONResponse(openapi_document(gw.limits, endpoints, protected))
 
 
 ROUTES = [
@@ -145,7 +169,7 @@ ROUTES = [
 
 async def request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
 async def unsupported_retrieval(request: Request, exc: Exception) -> Response:

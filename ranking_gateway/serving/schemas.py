@@ -44,11 +44,12 @@ ABSENT: Any = object()  # a field missing from the body (unlike one that is null
 class RequestError(Exception):
     """A client error: becomes `{"error": {"code", "message"}}` with `status`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers  # e.g. WWW-Authenticate on a 401
 
 
 def invalid(message: str) -> RequestError:

@@ -22,7 +22,9 @@ class Untouchable:
 def client() -> Iterator[TestClient]:
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     doc_exists = SimpleNamespace(has_document=lambda doc_id: True)  # read before the body is parsed
-    app.state.gateway = SimpleNamespace(limits=SearchLimits(), search=Untouchable(), personalization=doc_exists)
+    app.state.gateway = SimpleNamespace(
+        limits=SearchLimits(), search=Untouchable(), personalization=doc_exists, api_keys=None
+    )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
