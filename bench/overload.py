@@ -138,6 +138,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     a.grid(alpha=0.3)
     b.plot(x, [r["accepted_p99_ms"] for r in runs], "o-", label="accepted p99 ms")
     b.axhline(report["deadline_ms"], color="red", ls=":", label="deadline")
+    b.set_ylim(bottom=0)
     b2 = b.twinx()
     b2.plot(x, [100 * r["share_429"] for r in runs], "s--", color="tab:orange", label="429 %")
     b.set_xlabel("offered load / measured capacity")

@@ -80,6 +80,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.annotate(r["variant"] + ("" if r["queries"] == 300 else f" ({r['queries']} q)"),
                     (r["p50_ms"], r["ndcg@10"]), textcoords="offset points", xytext=(6, 4), fontsize=7)
     ax.set_xscale("log")
+    ax.set_xlim(right=max(r["p50_ms"] for r in rows) * 8)  # room for the labels right of the points
     ax.set_xlabel("served client p50, ms (log), concurrency 1, 2-core CPU")
     ax.set_ylabel("NDCG@10, SciFact test")
     ax.set_title("Rerankers on the CPU: quality against latency (up and left is better)")
