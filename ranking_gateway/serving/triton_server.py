@@ -96,6 +96,11 @@ class EmbeddedTriton:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The tritonserver process id while it runs (fault tests kill it on purpose)."""
+        return None if self._process is None else self._process.pid
+
     def _backend_directory(self, inst: TritonInstallation) -> Path:
         """The python backend needs the stub for our Python next to `libtriton_python.so`."""
         assert self._workdir is not None
@@ -157,6 +162,9 @@ class EmbeddedTriton:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # its own process group, holding its python-backend stubs too: `stop` ends them all,
+            # even when tritonserver itself died without stopping them (a SIGKILL leaves them behind)
+            start_new_session=True,
         )
         try:
             self._wait_ready(log_path)
@@ -189,6 +197,9 @@ class EmbeddedTriton:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stubs that outlived their server
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
