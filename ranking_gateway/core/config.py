@@ -93,6 +93,7 @@ class PersonalizationSettings:
     # replaces that directory, the log must outlive it). With redis_url the Redis stream is used.
     event_log: Path | None = None
     event_log_max_bytes: int = 64 << 20  # rotate segments at this size
+    event_stream_max_len: int | None = None  # with redis_url: keep the newest N stream entries (None: all)
     event_log_fsync: bool = True  # fdatasync each group commit before acknowledging (202)
     half_life_s: float = 3 * 24 * 3600.0  # how fast a profile forgets an interaction
     max_recent: int = 20  # recent items kept per profile

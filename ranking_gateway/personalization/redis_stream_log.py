@@ -3,7 +3,10 @@ set (one Lua script, so both or neither happen); `erase_user` `XDEL`s the user's
 
 Durability is Redis's own: an acknowledged entry survives a crash of the gateway; surviving a
 crash of Redis needs `appendonly yes` (and `appendfsync always` to lose nothing on power loss) --
-`describe()` reports what the server is configured for. The stream is not trimmed.
+`describe()` reports what the server is configured for. Retention: with `max_len`, each `XADD`
+trims the stream to its newest `max_len` entries (exact `MAXLEN`, one entry per append once
+full), so a long-running deployment's stream stops growing; trimmed entries are gone for
+training too. Without it the stream is kept whole.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ log = logging.getLogger(__name__)
 
 # XADD the record and remember its id in the user's set, atomically
 _XADD_INDEXED = """
-local id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1])
+local id
+if ARGV[3] ~= '' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], '*', 'r', ARGV[1])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'r', ARGV[1])
+end
 if ARGV[2] ~= '' then redis.call('SADD', KEYS[2], id) end
 return id
 """
@@ -33,8 +41,18 @@ def _text(value: Any) -> str:
 class RedisStreamEventLog:
     """A Redis stream of JSON records (needs a `redis.asyncio.Redis`)."""
 
-    def __init__(self, client: Any, *, stream: str = "rg:events", user_index_prefix: str = "rg:events:user:") -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        stream: str = "rg:events",
+        user_index_prefix: str = "rg:events:user:",
+        max_len: int | None = None,
+    ) -> None:
+        if max_len is not None and max_len < 1:
+            raise ValueError("max_len must be at least 1")
         self.client = client
+        self.max_len = max_len
         self.stream = stream
         self.user_index_prefix = user_index_prefix
         self._xadd = client.register_script(_XADD_INDEXED)
@@ -43,7 +61,7 @@ class RedisStreamEventLog:
         """`XADD`; returns once Redis has the entry (`wait` is accepted for interface parity)."""
         user_id = record.get("user_id") or ""
         try:
-            await self._xadd(keys=[self.stream, self.user_index_prefix + user_id], args=[dumps_record(record), user_id])
+            await self._xadd(keys=[self.stream, self.user_index_prefix + user_id], args=[dumps_record(record), user_id, str(self.max_len or "")])
         except redis.exceptions.RedisError as exc:
             raise EventLogUnavailable(f"the event stream could not be written: {exc}") from exc
 

@@ -81,7 +81,7 @@ class Personalization:
             from ranking_gateway.personalization.redis_stream_log import RedisStreamEventLog
 
             store = RedisProfileStore(redis_client, half_life_s=settings.half_life_s, max_recent=settings.max_recent)
-            event_log = RedisStreamEventLog(redis_client)
+            event_log = RedisStreamEventLog(redis_client, max_len=settings.event_stream_max_len)
         else:
             store = InMemoryProfileStore(half_life_s=settings.half_life_s, max_recent=settings.max_recent)
             event_log = JsonlEventLog(

@@ -74,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--event-log", type=Path, help="JSON-lines event log directory (default: <artifacts>-events/)")
     p.add_argument("--event-log-max-mb", type=float, default=_PERSONAL.event_log_max_bytes / (1 << 20),
                    help="rotate event-log segments at this size")
+    p.add_argument("--event-stream-max-len", type=int,
+                   help="with --redis-url: keep only the newest N entries of the event stream (default: all)")
     p.add_argument(
         "--no-event-fsync", action="store_true",
         help="acknowledge events after write() without fdatasync (survives a gateway crash, not a machine crash)",
@@ -105,6 +107,9 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
             event_log=args.event_log,
             event_log_max_bytes=int(args.event_log_max_mb * (1 << 20)),
             event_log_fsync=not args.no_event_fsync,
+            event_stream_max_len=(
+                None if args.event_stream_max_len is None else _positive(args.event_stream_max_len, "--event-stream-max-len")
+            ),
             half_life_s=args.profile_half_life,
             weights=args.personalizer_weights,
         ),

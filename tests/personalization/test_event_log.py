@@ -172,6 +172,21 @@ def test_redis_stream_append_read_erase(redis_url):
     assert "appendonly=no" in durability
 
 
+def test_redis_stream_retention_keeps_the_newest_entries(redis_url):
+    async def main():
+        client = redis.asyncio.Redis.from_url(redis_url)
+        log = RedisStreamEventLog(client, stream="rg:events:retained", max_len=5)
+        for i in range(12):
+            await log.append(rec(i))
+        kept = [r async for r in log.records()]
+        await client.aclose()
+        return kept
+
+    assert [r["ts"] for r in asyncio.run(main())] == [7.0, 8.0, 9.0, 10.0, 11.0]
+    with pytest.raises(ValueError):
+        RedisStreamEventLog(object(), max_len=0)
+
+
 def test_redis_down_is_event_log_unavailable(dead_redis_url):
     async def main():
         client = redis.asyncio.Redis.from_url(dead_redis_url, socket_connect_timeout=0.5)
