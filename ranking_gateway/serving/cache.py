@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 V = TypeVar("V")
 
@@ -21,6 +21,18 @@ class CacheStore(Protocol[V]):
     async def get(self, key: str) -> V | None: ...
 
     async def put(self, key: str, value: V) -> None: ...
+
+
+@runtime_checkable
+class SharedFlights(Protocol[V]):
+    """A store shared by several gateway processes that can also tell them who computes a key,
+    so identical misses on two gateways are computed once (Redis: `SET NX PX` on a lock key)."""
+
+    async def claim(self, key: str) -> bool: ...  # True: this process computes the key
+
+    async def release(self, key: str) -> None: ...
+
+    async def wait_for(self, key: str) -> V | None: ...  # the other process's value; None: compute it
 
 
 class LruTtlCache(Generic[V]):
@@ -72,7 +84,16 @@ class SingleFlightCache(Generic[V]):
             return await asyncio.shield(pending), True
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
+        shared = isinstance(self.store, SharedFlights)
+        claimed = False
         try:
+            if shared:
+                claimed = await self.store.claim(key)  # type: ignore[union-attr]
+                if not claimed:  # another gateway computes it: take its value when it lands
+                    value = await self.store.wait_for(key)  # type: ignore[union-attr]
+                    if value is not None:
+                        future.set_result(value)
+                        return value, True
             value, cacheable = await compute()
             if cacheable:
                 await self.store.put(key, value)
@@ -87,3 +108,5 @@ class SingleFlightCache(Generic[V]):
             raise
         finally:
             del self._in_flight[key]
+            if claimed:
+                await self.store.release(key)  # type: ignore[union-attr]

@@ -8,14 +8,24 @@ a failed search: the gateway then computes the ranking itself.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import uuid
 from typing import Any
 
 from ranking_gateway.serving.search import Candidate, RankedCandidates
 
 log = logging.getLogger(__name__)
+
+
+# delete the flight lock only if this process still owns it (it may have expired and been retaken)
+_RELEASE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def make_redis(url: str) -> Any:
@@ -53,13 +63,63 @@ def decode_ranked(raw: bytes) -> RankedCandidates | None:
 
 
 class RedisCacheStore:
-    def __init__(self, client: Any, ttl_s: float, prefix: str = "rg:cache:") -> None:
+    """Also the gateways' shared single flight: the first to miss a key takes its lock
+    (`SET NX PX`), the others poll for the value it puts, up to `flight_wait_s`; a lock whose
+    owner died expires with its TTL, and any Redis error means "compute it yourself"."""
+
+    def __init__(
+        self, client: Any, ttl_s: float, prefix: str = "rg:cache:", flight_wait_s: float = 10.0, poll_s: float = 0.01
+    ) -> None:
         self.client = client
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.prefix = prefix
+        self.flight_wait_s = flight_wait_s
+        self.poll_s = poll_s
+        self.token = uuid.uuid4().hex  # this process's lock value: it releases only its own locks
 
     def _key(self, key: str) -> str:
         return self.prefix + hashlib.sha256(key.encode()).hexdigest()
+
+    def _lock(self, key: str) -> str:
+        return self._key(key) + ":flight"
+
+    async def claim(self, key: str) -> bool:
+        import redis.exceptions
+
+        try:
+            return bool(await self.client.set(self._lock(key), self.token, nx=True, px=int(self.flight_wait_s * 1000)))
+        except redis.exceptions.RedisError:
+            return True  # no shared flight without Redis: compute here
+
+    async def release(self, key: str) -> None:
+        import redis.exceptions
+
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await self._release(keys=[self._lock(key)], args=[self.token])
+
+    async def wait_for(self, key: str) -> RankedCandidates | None:
+        """The value another gateway is computing, once it lands; None when its lock goes away
+        without one (it was degraded, hence not cached) or the wait runs out."""
+        import redis.exceptions
+
+        deadline = asyncio.get_running_loop().time() + self.flight_wait_s
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                raw = await self.client.get(self._key(key))
+                if raw is not None:
+                    return decode_ranked(raw)
+                if not await self.client.exists(self._lock(key)):
+                    return await self.get(key)  # landed between the two reads, or never will
+                await asyncio.sleep(self.poll_s)
+        except redis.exceptions.RedisError:
+            return None
+        return None
+
+    @property
+    def _release(self) -> Any:
+        if not hasattr(self, "_release_script"):
+            self._release_script = self.client.register_script(_RELEASE_IF_OWNER)
+        return self._release_script
 
     async def get(self, key: str) -> RankedCandidates | None:
         import redis.exceptions

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 
 import httpx
 import pytest
@@ -111,6 +112,25 @@ async def test_redis_down_events_503_and_searches_degrade(artifacts, triton, tmp
         assert personal.json()["degraded_reasons"] == ["personalization_unavailable"]
         assert personal.json()["results"] == plain.json()["results"]
         assert (await c.get("/v1/users/eve/profile")).status_code == 503
+
+
+async def test_identical_misses_on_two_gateways_are_computed_once(artifacts, triton, tmp_path, redis_url):
+    """Cross-process single flight: the gateway that misses first computes, the other takes its
+    value from Redis when it lands instead of ranking the same query again."""
+    s = settings(artifacts, tmp_path, redis_url=redis_url)
+    async with gateway_client(s, triton.grpc_url) as a, gateway_client(s, triton.grpc_url) as b:
+        for n in range(3):
+            body = {"query": f"volcanic eruptions and lava flows {n}", "k": 3, "candidates": 10}
+            ra, rb = await asyncio.gather(a.post("/v1/search", json=body), b.post("/v1/search", json=body))
+            answers = [ra.json(), rb.json()]
+            assert sorted(x["cached"] for x in answers) == [False, True], answers
+            assert ids(answers[0]) == ids(answers[1])
+        exposition = "\n".join([(await c.get("/metrics")).text for c in (a, b)])
+
+    def total(name: str) -> float:
+        return sum(float(line.split()[-1]) for line in exposition.splitlines() if line.startswith(name + " "))
+
+    assert (total("ranking_gateway_cache_misses_total"), total("ranking_gateway_cache_hits_total")) == (3, 3)
 
 
 async def test_profiles_and_cache_are_shared_through_redis(artifacts, triton, tmp_path, redis_url):
