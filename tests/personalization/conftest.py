@@ -36,16 +36,18 @@ class RedisServer:
                 self.process.wait()
 
 
-def start_redis(directory: Path, *extra: str) -> RedisServer:
-    """Start `redis-server` in `directory` on a free port and wait until it answers PING."""
+def start_redis(directory: Path, *extra: str, port: int | None = None) -> RedisServer:
+    """Start `redis-server` in `directory` on `port` (default: a free one) and wait until it
+    answers PING (a restart on the same port and directory recovers its append-only file)."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed (CI must have it: apt-get install -y redis-server)")
         pytest.skip("redis-server is not installed (apt-get install -y redis-server); CI is not set")
     directory.mkdir(parents=True, exist_ok=True)
+    fixed = port
     for _ in range(5):  # a port found free can be taken before redis binds it: retry
-        port = free_port()
+        port = fixed or free_port()
         process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", *extra],
