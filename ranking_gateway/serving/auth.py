@@ -45,6 +45,11 @@ class ApiKeys:
             raise CliError(f"--api-key-file {path}: every key must be at least 16 characters, without spaces")
         return cls(keys, protect_search)
 
+    def protects(self, path: str) -> bool:
+        """Whether a route (its template path) needs a key: the `/v1/` routes, search only with
+        `--protect-search`; health, readiness, metrics and the contract stay open."""
+        return path.startswith("/v1/") and (path != "/v1/search" or self.protect_search)
+
     def valid(self, key: str) -> bool:
         presented = _digest(key)
         matches = [hmac.compare_digest(presented, held) for held in self._digests]  # all compared: no early exit

@@ -70,6 +70,7 @@ class SingleFlightCache(Generic[V]):
 
     def __init__(self, store: CacheStore[V]) -> None:
         self.store = store
+        self._shared = isinstance(store, SharedFlights)  # decided once, not on every miss
         self._in_flight: dict[str, asyncio.Future[V]] = {}
 
     async def get_or_compute(
@@ -84,10 +85,9 @@ class SingleFlightCache(Generic[V]):
             return await asyncio.shield(pending), True
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
-        shared = isinstance(self.store, SharedFlights)
         claimed = False
         try:
-            if shared:
+            if self._shared:
                 claimed = await self.store.claim(key)  # type: ignore[union-attr]
                 if not claimed:  # another gateway computes it: take its value when it lands
                     value = await self.store.wait_for(key)  # type: ignore[union-attr]

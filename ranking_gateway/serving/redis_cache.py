@@ -76,6 +76,7 @@ class RedisCacheStore:
         self.flight_wait_s = flight_wait_s
         self.poll_s = poll_s
         self.token = uuid.uuid4().hex  # this process's lock value: it releases only its own locks
+        self._release = client.register_script(_RELEASE_IF_OWNER)
 
     def _key(self, key: str) -> str:
         return self.prefix + hashlib.sha256(key.encode()).hexdigest()
@@ -114,12 +115,6 @@ class RedisCacheStore:
         except redis.exceptions.RedisError:
             return None
         return None
-
-    @property
-    def _release(self) -> Any:
-        if not hasattr(self, "_release_script"):
-            self._release_script = self.client.register_script(_RELEASE_IF_OWNER)
-        return self._release_script
 
     async def get(self, key: str) -> RankedCandidates | None:
         import redis.exceptions

@@ -87,15 +87,16 @@ def render_search(result: SearchResult, gw: Gateway) -> dict:
     }
 
 
-def require_key(request: Request, *, search: bool = False) -> None:
-    """The API-key check of a protected route (`serve --api-key-file`); a no-op without keys."""
+def require_key(request: Request) -> None:
+    """The API-key check of a `/v1/` route (`serve --api-key-file`; which ones: `ApiKeys.protects`,
+    the rule the OpenAPI document follows too); a no-op without keys."""
     keys = gateway(request).api_keys
-    if keys is not None and (not search or keys.protect_search):
+    if keys is not None and keys.protects(request.scope["route"].path):
         keys.require(request)
 
 
 async def search(request: Request) -> Response:
-    require_key(request, search=True)
+    require_key(request)
     gw = gateway(request)
     parsed = SearchRequest.parse(await read_json(request), gw.limits)
     return JSONResponse(render_search(await gw.search.search(parsed), gw))
@@ -150,8 +151,7 @@ async def openapi(request: Request) -> Response:
     gw = gateway(request)
     endpoints = [(method, route.path) for route in ROUTES for method in route.methods or () if method != "HEAD"]
     keys = gw.api_keys
-    protected = [] if keys is None else [e for e in endpoints if e[1] != "/v1/search" or keys.protect_search]
-    protected = [e for e in protected if e[1].startswith("/v1/")]
+    protected = [] if keys is None else [(method, path) for method, path in endpoints if keys.protects(path)]
     return JSONResponse(openapi_document(gw.limits, endpoints, protected))
 
 
