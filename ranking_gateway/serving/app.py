@@ -100,10 +100,13 @@ def _reranker(plan: ServingPlan, models: TritonModels) -> Reranker | LateInterac
     return LateInteractionReranker(plan.rerank, tokenizer, models, store)
 
 
-def create_app(settings: GatewaySettings, triton_url: str, plan: ServingPlan | None = None) -> Starlette:
-    """The gateway app; `plan` is resolved from `settings` unless the caller (serve) did it."""
+def create_app(
+    settings: GatewaySettings, triton_url: str, plan: ServingPlan | None = None, metrics: GatewayMetrics | None = None
+) -> Starlette:
+    """The gateway app; `plan` is resolved from `settings` unless the caller (serve) did it, and
+    `metrics` is shared with whoever else reports in `/metrics` (serve's Triton supervisor)."""
     plan = plan or resolve(settings)
-    metrics = GatewayMetrics()
+    metrics = metrics or GatewayMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

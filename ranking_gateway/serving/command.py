@@ -150,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ranking_gateway.serving.app import create_app
+    from ranking_gateway.serving.metrics import GatewayMetrics
     from ranking_gateway.serving.triton_server import EmbeddedTriton
+    from ranking_gateway.serving.triton_supervisor import TritonSupervisor
 
     settings = settings_from_args(args)
     if args.protect_search and not args.api_key_file:
@@ -163,12 +165,14 @@ def run(args: argparse.Namespace) -> int:
     plan = resolve(settings)  # every flag checked against the build before Triton starts
     log.info("serving plan: %s", plan.describe())
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    metrics = GatewayMetrics()
     with contextlib.ExitStack() as stack:
         triton_url = settings.triton_url
         if triton_url is None:
             triton = stack.enter_context(EmbeddedTriton(plan.paths.model_repository, log_path=args.triton_log))
+            stack.enter_context(TritonSupervisor(triton, metrics))  # restarted should it die
             triton_url = triton.grpc_url
-        app = create_app(settings, triton_url, plan)
+        app = create_app(settings, triton_url, plan, metrics)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
         log.info("gateway on http://%s:%d (Triton %s)", settings.host, settings.port, triton_url)
         server.run()

@@ -27,6 +27,17 @@ class GatewayMetrics:
             "ranking_gateway_degraded_responses", "Searches answered without a stage that failed", ["reason"],
             registry=self.registry,
         )
+        # the embedded Triton's supervisor (ranking_gateway.serving.triton_supervisor)
+        self.triton_exits = Counter(
+            "ranking_gateway_triton_exits", "Times the embedded Triton exited unasked", registry=self.registry
+        )
+        self.triton_restarts = Counter(
+            "ranking_gateway_triton_restarts", "Attempts to start the embedded Triton again", registry=self.registry
+        )
+        self.triton_recovery = Histogram(
+            "ranking_gateway_triton_recovery_seconds", "From the embedded Triton's exit to its restart being ready",
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300), registry=self.registry,
+        )
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_latency.labels(stage=stage).observe(seconds)

@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, ModelContract
@@ -18,9 +19,27 @@ from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.tokenization import TokenBatch
 
 
+def _channel_args() -> list[tuple[str, int]]:
+    """tritonclient's own channel options, plus a short reconnect backoff: gRPC's default grows to
+    120 s, so a Triton back after a restart (supervisor, or an external one) would go unused for
+    up to two minutes. Reconnect tries to a loopback or in-cluster server cost next to nothing."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+
+
 class TritonModels:
     def __init__(self, url: str, timeout_s: float, chunk_size: int) -> None:
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self._client = grpcclient.InferenceServerClient(url=url, channel_args=_channel_args())
         self.url = url
         self.timeout_s = timeout_s
         self.chunk_size = chunk_size

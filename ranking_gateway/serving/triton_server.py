@@ -101,6 +101,10 @@ class EmbeddedTriton:
         """The tritonserver process id while it runs (fault tests kill it on purpose)."""
         return None if self._process is None else self._process.pid
 
+    def exit_status(self) -> int | None:
+        """The server's exit status once it has exited (None while it runs, or before `start`)."""
+        return None if self._process is None else self._process.poll()
+
     def _backend_directory(self, inst: TritonInstallation) -> Path:
         """The python backend needs the stub for our Python next to `libtriton_python.so`."""
         assert self._workdir is not None
