@@ -36,7 +36,8 @@ def token_vectors(hidden: torch.Tensor, attention_mask: torch.Tensor, projection
 class TokenEncoder(nn.Module):
     """One side of the reranker: a Transformer, a projection, unit token vectors. The query side
     is the Triton model `query_token_encoder` (contract QUERY_TOKENS); the document side (a frozen
-    Transformer) runs at build time only."""
+    Transformer) fills the token store at build time, and is served as `document_token_encoder`
+    (DOCUMENT_TOKENS) for documents outside the corpus."""
 
     def __init__(self, transformer: nn.Module, projection: nn.Linear) -> None:
         super().__init__()

@@ -25,7 +25,7 @@ from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest
 from ranking_gateway.core.reranker_dir import reranker_kind
 from ranking_gateway.core.token_store import store_sha256, write_token_store
 from ranking_gateway.core.config import BuildSettings, TritonModelSettings
-from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, ModelContract
+from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
 from ranking_build.models import (
@@ -132,9 +132,10 @@ def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
 
 def _build_late_interaction(
     reranker_dir: Path, docs: list[Document], settings: BuildSettings, paths: ArtifactPaths
-) -> tuple[ModelEntry, TokenStoreEntry]:
+) -> tuple[ModelEntry, TokenStoreEntry, ModelEntry]:
     """The late-interaction reranker: its query side compiled as the Triton model
-    `query_token_encoder`, its document side run over the corpus into the token store."""
+    `query_token_encoder`, its document side run over the corpus into the token store and
+    compiled too, as `document_token_encoder`, for documents outside the corpus (`/v1/rerank`)."""
     import time
 
     from ranking_build.late_interaction import document_encoder_dir, encode_document_tokens, load_late_interaction
@@ -149,8 +150,9 @@ def _build_late_interaction(
 
     started = time.perf_counter()
     doc_dir = document_encoder_dir(reranker_dir, config)
+    doc_tokenizer = _load_tokenizer(doc_dir)
     vectors = encode_document_tokens(
-        document, _load_tokenizer(doc_dir), [d.full_text for d in docs],
+        document, doc_tokenizer, [d.full_text for d in docs],
         max_length=config.document_max_length, progress="document token store",
     )
     counts = write_token_store(paths.token_store, vectors, config.dim)
@@ -170,7 +172,14 @@ def _build_late_interaction(
     )
     print(f"token store: {store.tokens} token vectors, {store.bytes / 1e6:.1f} MB "
           f"({store.bytes_per_document:.0f} B per document), {store.build_seconds:.0f} s")
-    return entry, store
+
+    # the same module that filled the store, served: request-time documents score as stored ones
+    doc_tokenizer.save_pretrained(str(paths.tokenizer(DOCUMENT_TOKENS.name)))
+    doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_serving)
+    doc_export = compile_model(document, doc_spec, settings, paths, config.dim)
+    doc_entry = _model_entry(doc_dir, doc_export, config.document_max_length, config.dim)
+    doc_entry.kind = "late-interaction"
+    return entry, store, doc_entry
 
 
 def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
@@ -188,9 +197,9 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
     encoder_export = compile_model(encoder, encoder_spec, settings, paths, encoder.dim)
 
-    reranker_entry = token_store = None
+    reranker_entry = token_store = document_entry = None
     if reranker_dir is not None and kind == "late-interaction":
-        reranker_entry, token_store = _build_late_interaction(reranker_dir, docs, settings, paths)
+        reranker_entry, token_store, document_entry = _build_late_interaction(reranker_dir, docs, settings, paths)
     elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
@@ -227,6 +236,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         reranker=reranker_entry,
         bm25=bm25,
         token_store=token_store,
+        document_token_encoder=document_entry,
     )
     manifest.write(paths.root)
     return manifest

@@ -133,3 +133,27 @@ class BatchingPythonModel(ABC):
             responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
             row += n
         return responses
+
+
+class TokenVectorsPythonModel(BatchingPythonModel):
+    """A late-interaction side: a Transformer, a linear projection, unit token vectors, zero at
+    padding (ranking_build.late_interaction.TokenEncoder). The query and the document encoders
+    compute the same thing with their own weights; torch runtimes find the projection beside the
+    Hugging Face weights (`hf/projection.npy`)."""
+
+    @staticmethod
+    def load_torch(hf_dir: Path) -> Any:
+        import torch
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(str(hf_dir)).eval()
+        model.token_projection = torch.from_numpy(np.load(hf_dir / "projection.npy")).float()
+        return model
+
+    @staticmethod
+    def forward(model: Any, tensors: dict) -> Any:
+        import torch
+
+        hidden = model(**tensors).last_hidden_state.float()
+        vectors = torch.nn.functional.normalize(hidden @ model.token_projection.T, p=2.0, dim=-1)
+        return vectors * tensors["attention_mask"].unsqueeze(-1).to(vectors.dtype)

@@ -148,6 +148,9 @@ class Manifest:
     bm25: LexicalEntry | None = None
     # the late-interaction reranker's document side; None without one
     token_store: TokenStoreEntry | None = None
+    # the late-interaction document side as a Triton model (`document_token_encoder`), for
+    # documents outside the corpus (`POST /v1/rerank`); None without one, or built before it
+    document_token_encoder: ModelEntry | None = None
 
     @property
     def version_key(self) -> str:
@@ -190,6 +193,8 @@ class Manifest:
             data["reranker"] = ModelEntry(**data["reranker"]) if data.get("reranker") else None
             data["bm25"] = LexicalEntry(**data["bm25"]) if data.get("bm25") else None
             data["token_store"] = TokenStoreEntry(**data["token_store"]) if data.get("token_store") else None
+            documents = data.get("document_token_encoder")
+            data["document_token_encoder"] = ModelEntry(**documents) if documents else None
             return cls(**data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); {rebuild}") from None

@@ -67,6 +67,17 @@ class SearchLimits:
     default_k: int = 10
     default_candidates: int = 100
     max_timeout_ms: int = 60_000  # a request's own `timeout_ms` is at most this
+    # `POST /v1/rerank`: documents per call and characters per document. 100 matches `max_k`; a
+    # 2-core CPU scores 100 cross-encoder pairs in seconds, which is what a deadline can wait for
+    max_rerank_documents: int = 100
+    max_document_chars: int = 8192  # past any model's token budget (at most 512 tokens) already
+
+    @property
+    def max_rerank_body_bytes(self) -> int:
+        """The largest `/v1/rerank` body read: every document at its longest in 4-byte UTF-8,
+        plus room for the query and the JSON around them (the 64 KiB of the other routes would
+        refuse a valid call of ten long documents)."""
+        return self.max_rerank_documents * self.max_document_chars * 4 + 64 * 1024
 
 
 @dataclass(frozen=True)

@@ -29,3 +29,9 @@ RERANKER = ModelContract("reranker", ("input_ids", "attention_mask", "token_type
 # [batch, tokens, dim] the late-interaction reranker's query token vectors, unit length, zero at
 # padding (MaxSim against the build's document token store, ranking_gateway.core.token_store)
 QUERY_TOKENS = ModelContract("query_token_encoder", ("input_ids", "attention_mask"), "token_vectors", per_token=True)
+# [batch, tokens, dim] the late-interaction reranker's document token vectors, computed as `build`
+# computes the token store (frozen document encoder + document projection), unit length, zero at
+# padding: `POST /v1/rerank` scores documents that are not in the corpus with it
+DOCUMENT_TOKENS = ModelContract(
+    "document_token_encoder", ("input_ids", "attention_mask"), "token_vectors", per_token=True
+)

@@ -125,7 +125,18 @@ class TokenStore:
         starts, stops = self.offsets[rows], self.offsets[rows + 1]
         take = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])
         docs = self.vectors[take].astype(np.float32) * self.scales[take, None]
-        sims = np.asarray(query, dtype=np.float32) @ docs.T  # [q_tokens, all candidate tokens]
-        bounds = np.concatenate([[0], np.cumsum(stops - starts)[:-1]])
-        best = np.maximum.reduceat(sims, bounds, axis=1)  # [q_tokens, documents]
-        return best.sum(axis=0)
+        return maxsim(query, docs, stops - starts)
+
+
+def maxsim(query: np.ndarray, documents: np.ndarray, lengths: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The MaxSim score of consecutive documents: `documents` is their token vectors stacked
+    [sum(lengths), dim], document i owning the next `lengths[i]` (> 0) rows, padding left out
+    (a zero row would be a best match of 0). One function for the token store and for vectors
+    Triton computed at request time (`POST /v1/rerank`), so both score alike."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    sims = np.asarray(query, dtype=np.float32) @ np.asarray(documents, dtype=np.float32).T  # [q_tokens, doc tokens]
+    bounds = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    best = np.maximum.reduceat(sims, bounds, axis=1)  # [q_tokens, documents]
+    return best.sum(axis=0)

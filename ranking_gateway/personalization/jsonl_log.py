@@ -33,6 +33,23 @@ class EventLogLocked(Exception):
     """Another process owns this JSONL log directory."""
 
 
+def ensure_not_owned(directory: Path) -> None:
+    """`EventLogLocked` now if another process owns `directory`: `serve` asks before it starts
+    Triton, so a second gateway on the same log stops with one line instead of a failed startup."""
+    if not (directory / ".lock").exists():
+        return
+    fd = os.open(directory / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise EventLogLocked(
+            f"{directory}: the event log is in use by another process (one gateway per log directory; "
+            "several gateways need one each, or --redis-url)"
+        ) from None
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+
+
 def segment_paths(directory: Path) -> list[Path]:
     """The segment files of a log directory, oldest first."""
     found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := SEGMENT_RE.match(p.name))]

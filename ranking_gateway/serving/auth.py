@@ -1,7 +1,8 @@
 """Who may write: API keys for the routes that change or reveal a user's data.
 
 `serve --api-key-file FILE` (one key per line; blank lines and `#` comments skipped) protects
-`POST /v1/events` and `GET`/`DELETE /v1/users/…`, and `--protect-search` adds `POST /v1/search`.
+`POST /v1/events` and `GET`/`DELETE /v1/users/…`, and `--protect-search` adds `POST /v1/search`
+and `POST /v1/rerank` (they read no user's data: ranking only).
 A request then needs `Authorization: Bearer <key>`: none is a 401, a wrong one a 403. Only the
 keys' SHA-256 digests are held, and a presented key is compared with every one of them in
 constant time (`hmac.compare_digest`, no early exit), so neither the comparison's timing nor a
@@ -18,6 +19,9 @@ from starlette.requests import Request
 
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.serving.schemas import RequestError
+
+
+RANKING_ROUTES = frozenset({"/v1/search", "/v1/rerank"})  # open unless --protect-search
 
 
 def _digest(key: str) -> bytes:
@@ -46,9 +50,9 @@ class ApiKeys:
         return cls(keys, protect_search)
 
     def protects(self, path: str) -> bool:
-        """Whether a route (its template path) needs a key: the `/v1/` routes, search only with
-        `--protect-search`; health, readiness, metrics and the contract stay open."""
-        return path.startswith("/v1/") and (path != "/v1/search" or self.protect_search)
+        """Whether a route (its template path) needs a key: the `/v1/` routes, search and rerank
+        only with `--protect-search`; health, readiness, metrics and the contract stay open."""
+        return path.startswith("/v1/") and (path not in RANKING_ROUTES or self.protect_search)
 
     def valid(self, key: str) -> bool:
         presented = _digest(key)

@@ -163,6 +163,13 @@ def run(args: argparse.Namespace) -> int:
         log.warning("serving on %s without --api-key-file: anyone who reaches the port can write events "
                     "and read or erase users", settings.host)
     plan = resolve(settings)  # every flag checked against the build before Triton starts
+    if settings.redis_url is None:
+        from ranking_gateway.personalization.jsonl_log import EventLogLocked, ensure_not_owned
+
+        try:
+            ensure_not_owned(plan.event_log)
+        except EventLogLocked as exc:
+            raise CliError(str(exc)) from None
     log.info("serving plan: %s", plan.describe())
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     metrics = GatewayMetrics()

@@ -63,6 +63,19 @@ def operations(limits: SearchLimits) -> dict[tuple[str, str], Operation]:
             body=schemas.search_body(limits),
             tags=("search",),
         ),
+        ("post", "/v1/rerank"): Operation(
+            "Rerank your own documents with the served reranker (TEI / Infinity / Cohere shape)",
+            {200: Answer("The documents by relevance, the best first.", schemas.RERANK_RESPONSE), 400: BAD_JSON,
+             413: _error(f"`body_too_large`: the body is over {limits.max_rerank_body_bytes} bytes."),
+             422: INVALID, 429: OVERLOADED,
+             501: _error("`no_reranker`: the build has no reranker; `no_document_encoder`: a late-interaction "
+                         "build from before `/v1/rerank` (no `document_token_encoder`: rebuild)."),
+             503: UNAVAILABLE,
+             504: _error("`deadline_exceeded`: the scoring did not finish by `timeout_ms` (else `serve "
+                         "--deadline-ms`) and was cancelled; there is no retrieval order to answer with instead.")},
+            body=schemas.rerank_body(limits),
+            tags=("search",),
+        ),
         ("post", "/v1/events"): Operation(
             "Record feedback: durably logged and applied to the profile before the 202",
             {202: Answer("Logged and applied.", schemas.EVENT_ACCEPTED), 400: BAD_JSON,
@@ -167,7 +180,8 @@ def openapi_document(
             "title": "ranking-gateway",
             "version": __version__,
             "description": (
-                "Search with dense/BM25/hybrid retrieval, reranking and per-user personalisation. "
+                "Search with dense/BM25/hybrid retrieval, reranking and per-user personalisation; "
+                "reranking of the caller's own documents (`/v1/rerank`). "
                 "Every error is JSON `{\"error\": {\"code\", \"message\"}}`; an unknown route is 404 "
                 "`not_found`, a method a path does not serve is 405 `method_not_allowed` with `Allow` "
                 "(`components.responses`). "

@@ -25,7 +25,15 @@ from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.admission import Overloaded
 from ranking_gateway.serving.openapi import openapi_document
 from ranking_gateway.serving.plan import UnsupportedRetrieval
-from ranking_gateway.serving.schemas import MAX_BODY_BYTES, RequestError, SearchRequest, parse_event, parse_user_id
+from ranking_gateway.serving.rerank_api import DeadlineExceeded, NoReranker, RerankResult
+from ranking_gateway.serving.schemas import (
+    MAX_BODY_BYTES,
+    RequestError,
+    RerankRequest,
+    SearchRequest,
+    parse_event,
+    parse_user_id,
+)
 from ranking_gateway.serving.search import SearchResult
 
 if TYPE_CHECKING:
@@ -42,18 +50,19 @@ def gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-async def read_json(request: Request) -> object:
-    """The body as JSON, read no further than `MAX_BODY_BYTES` (a hostile client's gigabyte is
-    refused, not buffered). Anything `json` refuses is a 400: bad syntax, bad UTF-8, an integer
-    past Python's digit limit (ValueError), nesting past the recursion limit (RecursionError)."""
-    too_large = RequestError(413, "body_too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> object:
+    """The body as JSON, read no further than `limit` bytes (a hostile client's gigabyte is
+    refused, not buffered; `/v1/rerank` allows more than the other routes' `MAX_BODY_BYTES`).
+    Anything `json` refuses is a 400: bad syntax, bad UTF-8, an integer past Python's digit
+    limit (ValueError), nesting past the recursion limit (RecursionError)."""
+    too_large = RequestError(413, "body_too_large", f"the request body exceeds {limit} bytes")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY_BYTES):
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         raise too_large
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > limit:
             raise too_large
     try:
         return json.loads(body)
@@ -87,6 +96,20 @@ def render_search(result: SearchResult, gw: Gateway) -> dict:
     }
 
 
+def render_rerank(result: RerankResult, request: RerankRequest) -> dict:
+    results = []
+    for hit in result.hits:
+        item: dict[str, object] = {"index": hit.index, "relevance_score": hit.score}
+        if request.return_documents:
+            item["document"] = request.documents[hit.index]
+        results.append(item)
+    return {
+        "request_id": result.request_id,
+        "results": results,
+        "timings_ms": {name: round(ms, 3) for name, ms in result.timings_ms.items()},
+    }
+
+
 def require_key(request: Request) -> None:
     """The API-key check of a `/v1/` route (`serve --api-key-file`; which ones: `ApiKeys.protects`,
     the rule the OpenAPI document follows too); a no-op without keys."""
@@ -102,13 +125,22 @@ async def search(request: Request) -> Response:
     return JSONResponse(render_search(await gw.search.search(parsed), gw))
 
 
+async def rerank(request: Request) -> Response:
+    """The caller's documents by the served reranker's score (TEI / Infinity / Cohere shape)."""
+    require_key(request)
+    gw = gateway(request)
+    parsed = RerankRequest.parse(await read_json(request, gw.limits.max_rerank_body_bytes), gw.limits)
+    return JSONResponse(render_rerank(await gw.rerank.rerank(parsed), parsed))
+
+
 async def record_event(request: Request) -> Response:
     """202 only once the event is in the durable log and the profile is updated."""
     require_key(request)
     gw = gateway(request)
     event = parse_event(await read_json(request), doc_exists=gw.personalization.has_document)
-    await gw.personalization.record(event)
-    return JSONResponse({"accepted": True}, status_code=202)
+    timings = await gw.personalization.record(event)
+    server_timing = ", ".join(f"{step};dur={ms:.3f}" for step, ms in timings.items())
+    return JSONResponse({"accepted": True}, status_code=202, headers={"Server-Timing": server_timing})
 
 
 async def user_profile(request: Request) -> Response:
@@ -157,6 +189,7 @@ async def openapi(request: Request) -> Response:
 
 ROUTES = [
     Route("/v1/search", search, methods=["POST"]),
+    Route("/v1/rerank", rerank, methods=["POST"]),
     Route("/v1/events", record_event, methods=["POST"]),
     Route("/v1/users/{user_id}/profile", user_profile, methods=["GET"]),
     Route("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
@@ -186,6 +219,17 @@ async def overloaded(request: Request, exc: Exception) -> Response:
     return error_response(429, "overloaded", str(exc), {"Retry-After": str(int(exc.retry_after_s))})
 
 
+async def no_reranker(request: Request, exc: Exception) -> Response:
+    """The build cannot do it, whatever the request: 501, and the code says what is missing."""
+    assert isinstance(exc, NoReranker)
+    return error_response(501, exc.code, str(exc))
+
+
+async def deadline_exceeded(request: Request, exc: Exception) -> Response:
+    """`/v1/rerank` has no retrieval order to fall back on: past its deadline it is a 504."""
+    return error_response(504, "deadline_exceeded", str(exc))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -202,6 +246,8 @@ EXCEPTION_HANDLERS = {
     UnsupportedRetrieval: unsupported_retrieval,
     BackendUnavailable: backend_unavailable,
     Overloaded: overloaded,
+    NoReranker: no_reranker,
+    DeadlineExceeded: deadline_exceeded,
     HTTPException: http_error,
     Exception: server_error,
 }

@@ -7,14 +7,15 @@ this module sees raw JSON, and the published document cannot drift from what is 
 Hand-written rather than a schema library: the rules are few, and every message should say
 exactly which field is wrong and why.
 
-The text rule, for every request string (query, user_id, doc_id, request_id, the path user id):
+The text rule, for every request string (query, each rerank document, user_id, doc_id, request_id,
+model, the path user id):
 
 - it must be encodable as UTF-8. JSON can spell a lone surrogate (`"\\ud800"`), which no
   tokenizer, log line or Redis key can hold: it is a 422 here, not a 500 deep inside;
 - it holds no control character (Unicode category Cc: C0, DEL, C1). Ids end up in log lines,
-  event-log records and Redis keys, where a NUL or a newline truncates or forges them. The query
-  alone may carry tab, newline and carriage return (pasted text; the tokenizers read them as
-  spaces);
+  event-log records and Redis keys, where a NUL or a newline truncates or forges them. Free text
+  (the query, a rerank document) alone may carry tab, newline and carriage return (pasted text;
+  the tokenizers read them as spaces);
 - it is not blank (empty or only whitespace) and has at most `max_length` characters.
 """
 
@@ -145,22 +146,27 @@ class Field:
     max_length: int | None = None
     enum: tuple[Any, ...] | None = None
     text: TextRule | None = None  # request strings only
-    of: Shape | JsonType | None = None  # array items; an object's shape (None: any object)
+    # array items (a `Field` checks each request item by its rules; its name is unused); an
+    # object's shape (None: any object)
+    of: Shape | Field | JsonType | None = None
+    min_items: int | None = None  # arrays
+    max_items: int | None = None
     description: str = ""
 
-    def parse(self, value: Any = ABSENT) -> Any:
+    def parse(self, value: Any = ABSENT, *, name: str | None = None) -> Any:
         """A request field's value, checked. Absent, it takes its default; null, too where
-        nullable (else a type error, as the schema says); a required one may be neither."""
-        name = self.name
+        nullable (else a type error, as the schema says); a required one may be neither.
+        `name` is what messages call it (an array item: `documents[3]`)."""
+        name = self.name if name is None else name
         if value is ABSENT or value is None:
             if self.required:
-                raise invalid(self._enum_message(None) if self.enum else f"'{name}' is required")
+                raise invalid(self._enum_message(None, name) if self.enum else f"'{name}' is required")
             if value is ABSENT or self.nullable:
                 return self.default
             raise invalid(f"'{name}' must be {_NOUN[self.type]}")
         if self.enum is not None:
             if not any(type(value) is type(option) and value == option for option in self.enum):
-                raise invalid(self._enum_message(value))
+                raise invalid(self._enum_message(value, name))
             return value
         if self.type == "integer" and isinstance(value, float) and value.is_integer():
             value = int(value)  # JSON has one number type: 5.0 is the integer 5, as JSON Schema reads it
@@ -180,18 +186,28 @@ class Field:
                 raise invalid(f"'{name}' {problem}")
             if self.max_length is not None and len(value) > self.max_length:
                 raise invalid(f"'{name}' is longer than {self.max_length} characters")
+        if self.type == "array":
+            if self.min_items is not None and len(value) < self.min_items:
+                raise invalid(f"'{name}' must hold at least {self.min_items} item(s), got {len(value)}")
+            if self.max_items is not None and len(value) > self.max_items:
+                raise invalid(f"'{name}' must hold at most {self.max_items} items, got {len(value)}")
+            if isinstance(self.of, Field):
+                value = [self.of.parse(item, name=f"{name}[{i}]") for i, item in enumerate(value)]
         return value
 
-    def _enum_message(self, value: Any) -> str:
+    def _enum_message(self, value: Any, name: str) -> str:
         options = ", ".join(str(option) for option in self.enum or ())
         null = " or null" if self.nullable else ""
-        return f"'{self.name}' must be one of {options}{null}, got {_show(value)}"
+        return f"'{name}' must be one of {options}{null}, got {_show(value)}"
 
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": [self.type, "null"] if self.nullable else self.type}
         if self.enum is not None:
             schema["enum"] = [*self.enum, *([None] if self.nullable else [])]
-        for key, value in (("minimum", self.minimum), ("maximum", self.maximum), ("maxLength", self.max_length)):
+        for key, value in (
+            ("minimum", self.minimum), ("maximum", self.maximum), ("maxLength", self.max_length),
+            ("minItems", self.min_items), ("maxItems", self.max_items),
+        ):
             if value is not None:
                 schema[key] = value
         if self.text is not None:
@@ -200,7 +216,7 @@ class Field:
         if self.default is not None:
             schema["default"] = self.default
         if self.type == "array" and self.of is not None:
-            schema["items"] = self.of.json_schema() if isinstance(self.of, Shape) else {"type": self.of}
+            schema["items"] = self.of.json_schema() if isinstance(self.of, (Shape, Field)) else {"type": self.of}
         if self.type == "object" and isinstance(self.of, Shape):
             schema.update({k: v for k, v in self.of.json_schema().items() if k != "type"})
         description = " ".join(part for part in (self.description, self.text.describe() if self.text else "") if part)
@@ -297,6 +313,29 @@ def search_body(limits: SearchLimits) -> Shape:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def rerank_body(limits: SearchLimits) -> Shape:
+    """`POST /v1/rerank`, in the shape TEI, Infinity and Cohere clients send: the bounds are the
+    running gateway's `SearchLimits`, and every document is under the query's text rule."""
+    document = Field("document", "string", max_length=limits.max_document_chars, text=QUERY_TEXT)
+    return Shape(
+        "RerankRequest",
+        (
+            Field("query", "string", required=True, max_length=limits.max_query_chars, text=QUERY_TEXT),
+            Field("documents", "array", required=True, of=document, min_items=1,
+                  max_items=limits.max_rerank_documents, description="The texts to score against the query."),
+            Field("top_n", "integer", nullable=True, minimum=1, maximum=limits.max_rerank_documents,
+                  description="Results to answer, the best first (null: all; more than the documents: all)."),
+            Field("return_documents", "boolean", default=False,
+                  description="Echo each result's text as `document`."),
+            Field("timeout_ms", "integer", nullable=True, minimum=1, maximum=limits.max_timeout_ms,
+                  description="This call's deadline (null: `serve --deadline-ms`); past it, 504 `deadline_exceeded`."),
+            _id("model", description="Accepted for clients that always send one, and ignored: the gateway "
+                "serves its build's reranker."),
+        ),
+    )
+
+
 EVENT_BODY = Shape(
     "Event",
     (
@@ -329,6 +368,20 @@ class SearchRequest:
         if v["k"] > v["candidates"]:
             raise invalid(f"'k' ({v['k']}) must not exceed 'candidates' ({v['candidates']})")
         return cls(v["query"], v["k"], v["candidates"], v["rerank"], v["user_id"], v["retrieval"], v["timeout_ms"])
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    query: str
+    documents: tuple[str, ...]
+    top_n: int | None = None  # None: every document
+    return_documents: bool = False
+    timeout_ms: int | None = None  # None: the gateway's `serve --deadline-ms`
+
+    @classmethod
+    def parse(cls, body: Any, limits: SearchLimits) -> RerankRequest:
+        v = rerank_body(limits).parse(body)
+        return cls(v["query"], tuple(v["documents"]), v["top_n"], v["return_documents"], v["timeout_ms"])
 
 
 def parse_user_id(value: object) -> str:
@@ -414,6 +467,27 @@ SEARCH_RESPONSE = Shape(
         Field("personalized", "boolean", required=True),
         Field("retrieval", "string", required=True, enum=RETRIEVAL_MODES),
         Field("timings_ms", "object", required=True, of=_TIMINGS),
+    ),
+)
+RERANK_RESPONSE = Shape(
+    "RerankResponse",
+    (
+        Field("request_id", "string", required=True),
+        Field("results", "array", required=True, of=Shape(
+            "RerankResult",
+            (
+                Field("index", "integer", required=True, minimum=0, description="The document's place in `documents`."),
+                Field("relevance_score", "number", required=True,
+                      description="The reranker's raw score (a cross-encoder's logit, late interaction's "
+                      "MaxSim): comparable within one build, not a probability."),
+                Field("document", "string", description="The document's text, with `return_documents`."),
+            ),
+        ), description="By `relevance_score`, the best first (ties in `documents` order), `top_n` of them."),
+        Field("timings_ms", "object", required=True, of=Shape(
+            "RerankTimings",
+            (Field("rerank", "number", required=True, minimum=0), Field("total", "number", required=True, minimum=0)),
+            description="Milliseconds: scoring (tokenisation and Triton), and the whole call (admission included).",
+        )),
     ),
 )
 EVENT_ACCEPTED = Shape("EventAccepted", (Field("accepted", "boolean", required=True, enum=(True,)),))

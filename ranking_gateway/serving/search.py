@@ -22,7 +22,7 @@ from ranking_gateway.core.config import RetrievalMode
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.core.first_stage import fuse
 from ranking_gateway.core.scoring import interpolate
-from ranking_gateway.core.token_store import TokenStore
+from ranking_gateway.core.token_store import TokenStore, maxsim
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.admission import AdmissionGate
 from ranking_gateway.serving.cache import SingleFlightCache
@@ -131,12 +131,25 @@ class Reranker:
     tokenizer: TextTokenizer
     models: TritonModels
 
-    async def rerank(self, query: str, candidates: list[Candidate], index: DocumentIndex) -> list[Candidate]:
+    @property
+    def scores_texts(self) -> bool:
+        """Whether it can score any text (`POST /v1/rerank`): a cross-encoder always can."""
+        return True
+
+    async def score(self, query: str, texts: list[str], within_s: float | None = None) -> np.ndarray:
+        """One logit per (query, text) pair, [len(texts)]: what search and `/v1/rerank` both rank by.
+        Tokenised in a worker thread (pairs of long documents are CPU work); `within_s`: how long
+        Triton may keep the pairs queued (`TritonModels`)."""
+        tokens = await anyio.to_thread.run_sync(self.tokenizer.encode_pairs, query, texts)
+        return await self.models.rerank(tokens, within_s)
+
+    async def rerank(
+        self, query: str, candidates: list[Candidate], index: DocumentIndex, within_s: float | None = None
+    ) -> list[Candidate]:
         """The first `depth` candidates by the reranker's (blended) score, the rest as they were."""
         head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
         texts = [index.documents[c.row].full_text for c in head]
-        tokens = await anyio.to_thread.run_sync(self.tokenizer.encode_pairs, query, texts)
-        return _reorder(head, tail, await self.models.rerank(tokens), self.plan)
+        return _reorder(head, tail, await self.score(query, texts, within_s), self.plan)
 
 
 @dataclass(frozen=True)
@@ -148,11 +161,37 @@ class LateInteractionReranker:
     tokenizer: TextTokenizer  # the query side's, at the plan's query token budget
     models: TritonModels
     store: TokenStore
+    # documents outside the store (`POST /v1/rerank`): the document tokenizer at the build's
+    # document token budget, feeding Triton's `document_token_encoder`; None: a build from before it
+    document_tokenizer: TextTokenizer | None = None
 
-    async def rerank(self, query: str, candidates: list[Candidate], index: DocumentIndex) -> list[Candidate]:
-        head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
+    @property
+    def scores_texts(self) -> bool:
+        """Whether it can score any text (`POST /v1/rerank`): only with the document side on Triton."""
+        return self.document_tokenizer is not None
+
+    async def _query_vectors(self, query: str, within_s: float | None = None) -> np.ndarray:
         tokens = self.tokenizer.encode([query])
-        vectors = (await self.models.encode_tokens(tokens))[0]  # [tokens, dim], zero at padding
+        return (await self.models.encode_tokens(tokens, within_s))[0]  # [tokens, dim], zero at padding
+
+    async def score(self, query: str, texts: list[str], within_s: float | None = None) -> np.ndarray:
+        """MaxSim of each text, [len(texts)], its token vectors computed on Triton as `build`
+        computed the store's (the query and the documents encoded concurrently); `within_s`: how
+        long Triton may keep them queued."""
+        if self.document_tokenizer is None:
+            raise RuntimeError("this build has no document_token_encoder")
+        tokens = await anyio.to_thread.run_sync(self.document_tokenizer.encode, texts)
+        query_vectors, documents = await asyncio.gather(
+            self._query_vectors(query, within_s), self.models.encode_documents(tokens, within_s)
+        )
+        lengths = [len(d) for d in documents]
+        return await anyio.to_thread.run_sync(maxsim, query_vectors, np.concatenate(documents), lengths)
+
+    async def rerank(
+        self, query: str, candidates: list[Candidate], index: DocumentIndex, within_s: float | None = None
+    ) -> list[Candidate]:
+        head, tail = candidates[: self.plan.depth], candidates[self.plan.depth :]
+        vectors = await self._query_vectors(query, within_s)
         scores = await anyio.to_thread.run_sync(self.store.maxsim, vectors, [c.row for c in head])
         return _reorder(head, tail, scores, self.plan)
 
@@ -257,7 +296,7 @@ class SearchPipeline:
 
     async def _encode(self, query: str, deadline: Deadline) -> np.ndarray:
         tokens = self.encoder_tokenizer.encode([query])
-        return (await asyncio.wait_for(self.models.encode(tokens), deadline.left_s()))[0]
+        return (await asyncio.wait_for(self.models.encode(tokens, deadline.left_s()), deadline.left_s()))[0]
 
     async def _rank(
         self, request: SearchRequest, mode: RetrievalMode, deadline: Deadline
@@ -277,7 +316,8 @@ class SearchPipeline:
                     if isinstance(exc, asyncio.TimeoutError):
                         raise BackendUnavailable("the query encoder did not answer before the deadline") from None
                     raise
-                late = isinstance(exc, asyncio.TimeoutError)
+                # Triton rejecting a request whose deadline passed in its queue is late, not down
+                late = isinstance(exc, asyncio.TimeoutError) or deadline.left_s() == 0
                 reasons.append(self._degrade("encoder_deadline" if late else "encoder_unavailable",
                                              "past the deadline" if late else exc))
                 mode = "bm25"  # the build's BM25 index answers alone
@@ -302,13 +342,16 @@ class SearchPipeline:
         if request.rerank and self.reranker is not None and candidates:
             t0 = time.perf_counter()
             try:
-                # past the deadline the rerank is cancelled: its Triton calls with it
+                # past the deadline the rerank is cancelled: its Triton calls with it, and Triton
+                # rejects, uncomputed, those it still holds queued (TritonModels, `within_s`)
                 candidates = await asyncio.wait_for(
-                    self.reranker.rerank(request.query, candidates, self.index), deadline.left_s()
+                    self.reranker.rerank(request.query, candidates, self.index, deadline.left_s()),
+                    deadline.left_s(),
                 )
                 reranked = True
             except BackendUnavailable as exc:
-                reasons.append(self._degrade("reranker_unavailable", exc))
+                late = deadline.left_s() == 0  # rejected by Triton's queue at the deadline
+                reasons.append(self._degrade("rerank_deadline" if late else "reranker_unavailable", exc))
             except asyncio.TimeoutError:
                 reasons.append(self._degrade("rerank_deadline", "cancelled at the deadline"))
             timings["rerank"] = self._stage("rerank", t0)

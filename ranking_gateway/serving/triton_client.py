@@ -14,7 +14,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
-from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, ModelContract
+from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.tokenization import TokenBatch
 
@@ -47,8 +47,12 @@ class TritonModels:
     async def close(self) -> None:
         await self._client.close()
 
-    async def _infer(self, model: ModelContract, batch: TokenBatch) -> np.ndarray:
-        """The model's output for the batch's fields named by the contract's inputs."""
+    async def _infer(self, model: ModelContract, batch: TokenBatch, within_s: float | None = None) -> np.ndarray:
+        """The model's output for the batch's fields named by the contract's inputs. `within_s`:
+        how long the answer is still wanted; Triton rejects the request, uncomputed, if it is
+        still queued then (the models' queue policy), so a search past its deadline leaves no
+        work behind. Cancelling the call alone does not: Triton's python backend computes
+        cancelled requests it has queued (tests/serving/test_triton_client.py)."""
         inputs = []
         for name in model.inputs:
             array = np.ascontiguousarray(getattr(batch, name))
@@ -61,6 +65,7 @@ class TritonModels:
                 inputs,
                 outputs=[grpcclient.InferRequestedOutput(model.output)],
                 client_timeout=self.timeout_s,
+                timeout=None if within_s is None else max(1, int(within_s * 1e6)),  # microseconds
             )
         except InferenceServerException as exc:
             raise BackendUnavailable(f"Triton model {model.name!r} failed: {exc.message()}") from exc
@@ -68,19 +73,32 @@ class TritonModels:
             raise BackendUnavailable(f"Triton at {self.url} is unreachable: {exc}") from exc
         return result.as_numpy(model.output)
 
-    async def encode(self, batch: TokenBatch) -> np.ndarray:
+    async def encode(self, batch: TokenBatch, within_s: float | None = None) -> np.ndarray:
         """Query embeddings [n, dim], L2-normalised by the model."""
-        return await self._infer(ENCODER, batch)
+        return await self._infer(ENCODER, batch, within_s)
 
-    async def encode_tokens(self, batch: TokenBatch) -> np.ndarray:
+    async def encode_tokens(self, batch: TokenBatch, within_s: float | None = None) -> np.ndarray:
         """The late-interaction reranker's query token vectors [n, tokens, dim], zero at padding."""
-        return await self._infer(QUERY_TOKENS, batch)
+        return await self._infer(QUERY_TOKENS, batch, within_s)
 
-    async def rerank(self, batch: TokenBatch) -> np.ndarray:
-        """One relevance logit per pair, [n]; chunks are sent concurrently."""
+    async def _infer_chunks(
+        self, model: ModelContract, batch: TokenBatch, within_s: float | None = None
+    ) -> list[np.ndarray]:
+        """The batch as concurrent requests of `chunk_size` rows, each trimmed to its own width:
+        the outputs in order, one array per chunk."""
         chunks = [batch.rows(i, i + self.chunk_size) for i in range(0, len(batch), self.chunk_size)]
-        results = await asyncio.gather(*(self._infer(RERANKER, c) for c in chunks))
-        return np.concatenate(results).reshape(-1)
+        return list(await asyncio.gather(*(self._infer(model, c, within_s) for c in chunks)))
+
+    async def rerank(self, batch: TokenBatch, within_s: float | None = None) -> np.ndarray:
+        """One relevance logit per pair, [n]; chunks are sent concurrently."""
+        return np.concatenate(await self._infer_chunks(RERANKER, batch, within_s)).reshape(-1)
+
+    async def encode_documents(self, batch: TokenBatch, within_s: float | None = None) -> list[np.ndarray]:
+        """The late-interaction reranker's document token vectors: per document [its tokens, dim],
+        padding dropped (as the token store keeps them); chunks are sent concurrently."""
+        lengths = batch.attention_mask.sum(axis=1)
+        rows = [row for chunk in await self._infer_chunks(DOCUMENT_TOKENS, batch, within_s) for row in chunk]
+        return [row[:n] for row, n in zip(rows, lengths)]
 
     async def ready_models(self, names: list[str]) -> dict[str, bool]:
         status = {}

@@ -10,6 +10,7 @@ from ranking_gateway.core.token_store import (
     VECTORS,
     TokenStore,
     TokenStoreError,
+    maxsim,
     quantize,
     store_sha256,
     write_token_store,
@@ -66,6 +67,18 @@ def test_zero_query_rows_add_nothing(store_dir, docs):
     query = _unit(np.random.default_rng(3), 4)
     padded = np.concatenate([query, np.zeros((5, DIM), np.float32)])
     np.testing.assert_allclose(store.maxsim(padded, [1, 3]), store.maxsim(query, [1, 3]), atol=1e-5)
+
+
+def test_maxsim_over_request_time_vectors_is_the_stores(store_dir, docs):
+    """`maxsim` over float vectors computed at request time (`/v1/rerank`) is the store's math:
+    the same rows stacked give the store's scores (within int8), and the exact brute force."""
+    store = TokenStore.open(store_dir, documents=len(docs), dim=DIM)
+    query = _unit(np.random.default_rng(4), 5)
+    rows = [4, 1, 3]
+    got = maxsim(query, np.concatenate([docs[r] for r in rows]), [len(docs[r]) for r in rows])
+    np.testing.assert_allclose(got, [_reference_maxsim(query, docs[r]) for r in rows], atol=1e-5)
+    np.testing.assert_allclose(got, store.maxsim(query, rows), atol=0.05)
+    assert maxsim(query, np.zeros((0, DIM), np.float32), []).shape == (0,)
 
 
 def test_document_round_trip(store_dir, docs):

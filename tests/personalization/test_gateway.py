@@ -44,6 +44,9 @@ async def test_a_click_changes_the_very_next_search_and_the_cache_still_serves(p
     r = await pclient.post("/v1/events", json={"user_id": "ann", "doc_id": clicked, "type": "click",
                                                "request_id": anon["request_id"], "position": 28})
     assert (r.status_code, r.json()) == (202, {"accepted": True})
+    # where its time went, for clients and benchmarks: the durable append, then the profile
+    steps = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+    assert set(steps) == {"log", "profile"} and all(float(ms) >= 0 for ms in steps.values())
     after = (await pclient.post("/v1/search", json={**QUERY, "user_id": "ann"})).json()
     assert after["cached"] and after["personalized"] and "personalize" in after["timings_ms"]
     assert ids(after).index(clicked) < ids(base).index(clicked) - 5

@@ -3,10 +3,13 @@ gateways share profiles and the query cache through a real redis-server."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import signal
+import threading
+import time
 from pathlib import Path
+
+import httpx
 
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.personalization.jsonl_log import read_records
@@ -20,24 +23,44 @@ def serve(artifacts: ArtifactPaths, triton_url: str, log_path: Path, *extra: str
 
 
 def test_acknowledged_events_survive_sigkill_of_the_gateway(artifacts, triton, tmp_path):
+    """`kill -9` while events stream in: every 202 is in the log and, after a restart, in the
+    rebuilt profile. Counted, not sampled."""
     events_dir = tmp_path / "events"
     docs = ["cooking-0", "cooking-1", "cooking-2", "medicine-3"]
+    acknowledged: list[int] = []
     with serve(artifacts, triton.grpc_url, tmp_path / "gw.log", "--event-log", str(events_dir)) as gw:
-        def post(i: int) -> int:
-            body = {"user_id": "kim", "doc_id": docs[i % len(docs)], "type": "click", "position": i}
-            return gw.post("/v1/events", json=body).status_code
+        positions = iter(range(100_000))
+        lock = threading.Lock()
 
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            statuses = list(pool.map(post, range(40)))
-        assert statuses == [202] * 40
+        def poster() -> None:
+            with httpx.Client(base_url=gw.base_url, timeout=30) as own:
+                while True:
+                    with lock:
+                        i = next(positions)
+                    body = {"user_id": "kim", "doc_id": docs[i % len(docs)], "type": "click", "position": i}
+                    try:
+                        status = own.post("/v1/events", json=body).status_code
+                    except httpx.TransportError:
+                        return  # the gateway is gone
+                    if status == 202:
+                        with lock:
+                            acknowledged.append(i)
+
+        threads = [threading.Thread(target=poster) for _ in range(8)]
+        for t in threads:
+            t.start()
+        while len(acknowledged) < 200:
+            time.sleep(0.01)
         os.kill(gw.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
         gw.process.wait()  # type: ignore[attr-defined]
-    logged = [r for r in read_records(events_dir) if r["kind"] == "event"]
-    assert sorted(r["position"] for r in logged) == list(range(40))
-    # a restarted gateway rebuilds the profile from the log
+        for t in threads:
+            t.join(30)
+    logged = {r["position"] for r in read_records(events_dir) if r["kind"] == "event"}
+    assert len(acknowledged) >= 200 and set(acknowledged) <= logged  # every 202 is durable
+    # a restarted gateway rebuilds the profile from the log: every logged event, nothing else
     with serve(artifacts, triton.grpc_url, tmp_path / "gw.log", "--event-log", str(events_dir)) as gw:
         profile = gw.get("/v1/users/kim/profile").json()
-        assert profile["events"] == {"click": 40}
+        assert profile["events"] == {"click": len(logged)}
 
 
 def test_two_gateway_processes_share_profiles_and_cache_through_redis(artifacts, triton, tmp_path, redis_url):

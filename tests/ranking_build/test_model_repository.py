@@ -11,7 +11,7 @@ from ranking_build.model_repository import copy_model_code, load_cpu_model, rend
 from ranking_build.models import default_encoder_path
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.config import TritonModelSettings
-from ranking_gateway.core.contract import ENCODER, RERANKER, ModelContract
+from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 
 
 def _declared(config: str, block: str) -> list[str]:
@@ -46,6 +46,16 @@ def test_tensorrt_config_has_fixed_shape_batches() -> None:
     assert "$" not in config and "allow_ragged_batch" not in config
     assert 'platform: "tensorrt_plan"' in config and "KIND_GPU" in config
     assert _declared(config, "input") == list(RERANKER.inputs) and _declared(config, "output") == [RERANKER.output]
+
+
+@pytest.mark.parametrize("contract", [QUERY_TOKENS, DOCUMENT_TOKENS], ids=lambda c: c.name)
+@pytest.mark.parametrize("target", ["cpu", "tensorrt"])
+def test_token_encoder_templates_declare_per_token_outputs(contract: ModelContract, target: str) -> None:
+    """Both late-interaction sides have a template for each target, with [tokens, dim] outputs."""
+    serving = TritonModelSettings(max_batch_size=8, preferred_batch_sizes=(2, 4), queue_delay_us=100)
+    config = render_config(contract, target, serving, dim=32, runtime="onnx_fp32")  # type: ignore[arg-type]
+    assert "$" not in config and f'name: "{contract.name}"' in config and "dims: [ -1, 32 ]" in config
+    assert _declared(config, "input") == list(contract.inputs) and _declared(config, "output") == [contract.output]
 
 
 @pytest.mark.parametrize("contract", [ENCODER, RERANKER], ids=lambda c: c.name)

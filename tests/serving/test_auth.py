@@ -37,6 +37,14 @@ def test_the_key_file_is_read_and_checked(tmp_path: Path) -> None:
         ApiKeys.read(tmp_path / "missing")
 
 
+def test_rerank_is_protected_like_search() -> None:
+    """Both rank and read no user's data: open unless `--protect-search`; the other /v1/ routes never."""
+    open_, protected = ApiKeys([KEY]), ApiKeys([KEY], protect_search=True)
+    assert not open_.protects("/v1/rerank") and not open_.protects("/v1/search") and open_.protects("/v1/events")
+    assert protected.protects("/v1/rerank") and protected.protects("/v1/search")
+    assert not protected.protects("/healthz")
+
+
 def test_loopback_hosts_are_told_apart() -> None:
     assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
     assert not _loopback("0.0.0.0") and not _loopback("10.1.2.3") and not _loopback("gateway")

@@ -104,3 +104,21 @@ def test_admission_flags_reach_the_settings_and_bad_ones_are_one_line_errors(art
     assert (admission.max_inflight, admission.max_queue) == (2, 0)
     status, err = serve_cli(capsys, "--artifacts", str(artifacts.root), "--max-inflight", "0")
     assert status == 2 and err.count("\n") == 1 and "--max-inflight" in err
+
+
+def test_a_second_gateway_on_an_owned_event_log_is_a_one_line_error(artifacts: ArtifactPaths, triton, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    events = tmp_path / "events"
+    flags = ["--event-log", str(events)]
+    with serve_process(artifacts, tmp_path / "first.log", *flags, triton_url=triton.grpc_url):
+        second = subprocess.run(
+            [sys.executable, "-m", "ranking_gateway.cli", "serve", "--artifacts", str(artifacts.root),
+             "--triton-url", triton.grpc_url, "--port", "1", *flags],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert second.returncode == 2, second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "in use by another process" in errors[0], second.stderr

@@ -38,7 +38,7 @@ async def test_search_reranks_by_maxsim_over_the_store(late_artifacts: ArtifactP
     query = "what makes a volcano erupt"
     async with gateway_client(settings, late_triton.grpc_url) as client:
         ready = (await client.get("/readyz")).json()
-        assert ready["models"] == {"query_encoder": True, "query_token_encoder": True}
+        assert ready["models"] == {"query_encoder": True, "query_token_encoder": True, "document_token_encoder": True}
         assert ready["rerank"]["kind"] == "late-interaction"
         plain = (await client.post("/v1/search", json={"query": query, "k": 10, "candidates": 10, "rerank": False})).json()
         body = (await client.post("/v1/search", json={"query": query, "k": 10, "candidates": 10})).json()

@@ -52,11 +52,32 @@ def test_search_bounds_are_the_gateways_limits() -> None:
     assert document(SearchLimits())["components"]["schemas"]["SearchRequest"]["properties"]["k"]["maximum"] == 100
 
 
+def test_rerank_bounds_are_the_gateways_limits() -> None:
+    limits = SearchLimits(max_query_chars=77, max_rerank_documents=12, max_document_chars=500)
+    doc = document(limits)
+    body = doc["components"]["schemas"]["RerankRequest"]
+    props = body["properties"]
+    assert body["required"] == ["query", "documents"] and body["additionalProperties"] is False
+    assert props["query"]["maxLength"] == 77 and props["top_n"]["maximum"] == 12
+    assert (props["documents"]["maxItems"], props["documents"]["items"]["maxLength"]) == (12, 500)
+    assert "pattern" in props["documents"]["items"]  # the text rule, in every document
+    result = doc["components"]["schemas"]["RerankResponse"]["properties"]["results"]["items"]
+    assert set(result["properties"]) == {"index", "relevance_score", "document"}
+    assert result["required"] == ["index", "relevance_score"]
+    too_large = doc["paths"]["/v1/rerank"]["post"]["responses"]["413"]["description"]
+    assert str(limits.max_rerank_body_bytes) in too_large
+
+
 def test_operations_document_their_errors() -> None:
     paths = document()["paths"]
     statuses = {(m, p): set(op["responses"]) for p, item in paths.items() for m, op in item.items()}
     assert statuses["post", "/v1/search"] == {"200", "400", "413", "422", "429", "503"}
     assert "Retry-After" in paths["/v1/search"]["post"]["responses"]["429"]["headers"]
+    assert statuses["post", "/v1/rerank"] == {"200", "400", "413", "422", "429", "501", "503", "504"}
+    assert "Retry-After" in paths["/v1/rerank"]["post"]["responses"]["429"]["headers"]
+    for code in ("no_reranker", "no_document_encoder"):
+        assert code in paths["/v1/rerank"]["post"]["responses"]["501"]["description"]
+    assert "deadline_exceeded" in paths["/v1/rerank"]["post"]["responses"]["504"]["description"]
     assert statuses["post", "/v1/events"] == {"202", "400", "404", "413", "422", "503"}
     assert statuses["get", "/v1/users/{user_id}/profile"] == {"200", "404", "422", "503"}
     assert statuses["delete", "/v1/users/{user_id}"] == {"200", "404", "422", "503"}

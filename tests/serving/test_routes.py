@@ -23,7 +23,7 @@ def client() -> Iterator[TestClient]:
     app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     doc_exists = SimpleNamespace(has_document=lambda doc_id: True)  # read before the body is parsed
     app.state.gateway = SimpleNamespace(
-        limits=SearchLimits(), search=Untouchable(), personalization=doc_exists, api_keys=None
+        limits=SearchLimits(), search=Untouchable(), rerank=Untouchable(), personalization=doc_exists, api_keys=None
     )
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
@@ -48,6 +48,9 @@ EVENT = b'"doc_id": "d", "type": "click"'
         ("/v1/events", b'{"user_id": "u", ' + EVENT + b', "request_id": "\\ud800"}', "request_id"),
         ("/v1/search", b'{"query": "a\\u0000b"}', "query"),
         ("/v1/events", b'{"user_id": "a\\nb", ' + EVENT + b"}", "user_id"),
+        ("/v1/rerank", b'{"query": "\\ud800", "documents": ["lava"]}', "query"),
+        ("/v1/rerank", b'{"query": "q", "documents": ["lava", "ash \\udfff"]}', "documents[1]"),
+        ("/v1/rerank", b'{"query": "q", "documents": ["lava\\u0000"]}', "documents[0]"),
     ],
 )
 def test_unencodable_or_control_text_is_a_422_not_a_500(
@@ -84,3 +87,19 @@ def test_a_body_over_the_limit_is_a_413_declared_or_streamed(client: TestClient)
     assert (status, error["code"]) == (413, "body_too_large")
     chunked = client.post("/v1/search", content=iter([big[:40_000], big[40_000:]]))  # no content-length
     assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "body_too_large"
+
+
+def test_rerank_reads_a_larger_body_than_the_other_routes_but_not_past_its_own_limit(client: TestClient) -> None:
+    """Ten long documents are past the 64 KiB of the other routes: the rerank body is bounded by
+    its own limits (every document at its longest), still before anything is parsed."""
+    limits = SearchLimits()
+    docs = ", ".join(['"' + "lava " * 1600 + '"'] * 10)  # 10 x 8,000 characters: 80 KB
+    status, error = post(client, "/v1/rerank", f'{{"query": "q", "documents": [{docs}], "top_n": 0}}'.encode())
+    assert (status, error["code"]) == (422, "invalid_request") and "'top_n'" in error["message"]  # read, then refused
+    assert post(client, "/v1/search", f'{{"query": "q", "documents": [{docs}]}}'.encode())[0] == 413
+    big = b'{"query": "q", "documents": ["' + b"x" * limits.max_rerank_body_bytes + b'"]}'
+    status, error = post(client, "/v1/rerank", big)
+    assert (status, error["code"]) == (413, "body_too_large") and str(limits.max_rerank_body_bytes) in error["message"]
+    chunks = iter([big[:1 << 20], big[1 << 20 :]])  # no content-length: refused while streaming
+    streamed = client.post("/v1/rerank", content=chunks)
+    assert streamed.status_code == 413 and streamed.json()["error"]["code"] == "body_too_large"

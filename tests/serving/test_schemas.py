@@ -9,9 +9,11 @@ from ranking_gateway.core.config import SearchLimits
 from ranking_gateway.serving.schemas import (
     EVENT_BODY,
     RequestError,
+    RerankRequest,
     SearchRequest,
     parse_event,
     parse_user_id,
+    rerank_body,
     search_body,
 )
 
@@ -165,6 +167,8 @@ def valid_value(field) -> st.SearchStrategy:
         return st.integers(int(field.minimum or 0), int(field.maximum or 10**6))
     if field.type == "number":
         return st.floats(field.minimum or 0, 2e9)
+    if field.type == "array":
+        return st.lists(valid_value(field.of), min_size=field.min_items or 0, max_size=min(field.max_items or 3, 3))
     text = st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=12)
     return text.filter(lambda t: t.strip() and len(t) <= (field.max_length or 10**6))
 
@@ -178,6 +182,12 @@ def bodies(draw: st.DrawFn, shape) -> object:
     if change == "poke" and isinstance(body.get(name), str):  # one character the text rule is about
         at = draw(st.integers(0, len(body[name])))
         body[name] = body[name][:at] + draw(st.sampled_from(RULE_CHARACTERS)) + body[name][at:]
+    elif change == "poke" and isinstance(body.get(name), list) and body[name]:  # the same, in one item
+        items = list(body[name])
+        i = draw(st.integers(0, len(items) - 1))
+        at = draw(st.integers(0, len(items[i])))
+        items[i] = items[i][:at] + draw(st.sampled_from(RULE_CHARACTERS)) + items[i][at:]
+        body[name] = items
     elif change == "set":
         body[name] = draw(ANY_VALUE)
     elif change == "drop":
@@ -219,3 +229,61 @@ def test_event_validation_and_schema_agree(body: object) -> None:
 ])
 def test_search_validation_and_schema_agree_on_the_edges(body: dict) -> None:
     agree(search_body(SMALL), body)
+
+
+# --- POST /v1/rerank ---------------------------------------------------------------------------
+
+RERANK_LIMITS = SearchLimits(max_query_chars=50, max_rerank_documents=4, max_document_chars=30)
+
+
+def test_rerank_defaults_and_fields() -> None:
+    req = RerankRequest.parse({"query": "volcano", "documents": ["lava flows", "a risotto"]}, RERANK_LIMITS)
+    assert req == RerankRequest("volcano", ("lava flows", "a risotto"), None, False, None)
+    full = {"query": "q", "documents": ["d\n\tpasted"], "top_n": 4.0, "return_documents": True, "timeout_ms": 5,
+            "model": "rerank-english-v3.0"}  # model: accepted from Cohere-style clients, ignored
+    assert RerankRequest.parse(full, RERANK_LIMITS) == RerankRequest("q", ("d\n\tpasted",), 4, True, 5)
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"query": "q"}, "'documents' is required"),
+        ({"query": "q", "documents": []}, "'documents' must hold at least 1 item(s), got 0"),
+        ({"query": "q", "documents": ["a"] * 5}, "'documents' must hold at most 4 items, got 5"),
+        ({"query": "q", "documents": "a"}, "'documents' must be an array"),
+        ({"query": "q", "documents": ["a", 3]}, "'documents[1]' must be a string"),
+        ({"query": "q", "documents": ["a", None]}, "'documents[1]' must be a string"),
+        ({"query": "q", "documents": ["a", "x" * 31]}, "'documents[1]' is longer than 30 characters"),
+        ({"query": "q", "documents": ["a", " \u3000"]}, "'documents[1]' must be a non-blank string"),
+        ({"query": "q", "documents": ["ok", "a\x00b"]}, "'documents[1]' must not contain control characters other"),
+        ({"query": "q", "documents": ["ok", "lava \ud800"]}, "'documents[1]' contains a lone surrogate (U+D800"),
+        ({"query": "\x1b", "documents": ["a"]}, "'query' must not contain control characters"),
+        ({"query": "q", "documents": ["a"], "top_n": 0}, "'top_n' must be between 1 and 4"),
+        ({"query": "q", "documents": ["a"], "top_n": 5}, "'top_n' must be between 1 and 4"),
+        ({"query": "q", "documents": ["a"], "return_documents": "yes"}, "'return_documents' must be a boolean"),
+        ({"query": "q", "documents": ["a"], "timeout_ms": 0}, "'timeout_ms' must be between 1 and 60000"),
+        ({"query": "q", "documents": ["a"], "model": "a\nb"}, "'model' must not contain control characters"),
+        ({"query": "q", "documents": ["a"], "texts": ["b"]}, "unknown field(s): 'texts'"),
+    ],
+)
+def test_rerank_rejections(body: dict, fragment: str) -> None:
+    with pytest.raises(RequestError) as info:
+        RerankRequest.parse(body, RERANK_LIMITS)
+    assert info.value.status == 422 and fragment in info.value.message
+    json.dumps(info.value.message, ensure_ascii=False).encode("utf-8")  # the answer itself can be sent
+
+
+def test_rerank_schema_bounds_each_document() -> None:
+    schema = rerank_body(RERANK_LIMITS).json_schema()
+    documents = schema["properties"]["documents"]
+    assert schema["required"] == ["query", "documents"] and schema["additionalProperties"] is False
+    assert (documents["minItems"], documents["maxItems"]) == (1, 4)
+    items = documents["items"]
+    assert (items["type"], items["maxLength"], items["minLength"]) == ("string", 30, 1) and "pattern" in items
+    assert schema["properties"]["top_n"]["maximum"] == 4
+
+
+@settings(max_examples=400, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies(rerank_body(RERANK_LIMITS)))
+def test_rerank_validation_and_schema_agree(body: object) -> None:
+    agree(rerank_body(RERANK_LIMITS), body)

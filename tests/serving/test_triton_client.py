@@ -1,0 +1,84 @@
+"""The gateway's Triton client against the real embedded server: what a cancelled call costs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from ranking_gateway.core.artifacts import ArtifactPaths
+from ranking_gateway.core.contract import RERANKER
+from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.tokenization import TextTokenizer
+from ranking_gateway.serving.triton_client import TritonModels
+
+pytestmark = pytest.mark.anyio
+
+
+async def reranker_counts(models: TritonModels) -> tuple[int, int, int]:
+    """(requests that succeeded, requests that failed, executions) of the reranker so far."""
+    stats = (await models.inference_statistics(RERANKER.name))["model_stats"][0]
+    infer = stats["inference_stats"]
+    return (
+        int(infer.get("success", {}).get("count", 0)),
+        int(infer.get("fail", {}).get("count", 0)),
+        int(stats.get("execution_count", 0)),
+    )
+
+
+async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_within: float | None, cancel: bool):
+    """16 one-pair requests queued behind a full batch that keeps the reranker's one instance
+    busy, given `doomed_within` (a fraction of the batch's run time) to be answered, and
+    cancelled by the client after 0.2 of it when `cancel`. Returns (requests that succeeded,
+    failed, executions) from Triton's statistics, and what the 16 requests' call raised."""
+    tokenizer = TextTokenizer(artifacts.tokenizer(RERANKER.name), 128)
+    long_text = " ".join(["basalt lava flows cool into columns of rock"] * 40)  # past 128 tokens
+    full = tokenizer.encode_pairs("why do volcanoes erupt", [long_text] * 256)  # one max-size batch
+    busy_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=256)
+    doomed_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=1)
+    try:
+        await busy_client.rerank(full)  # warm, and how long one full batch takes here
+        started = time.perf_counter()
+        await busy_client.rerank(full)
+        batch_s = time.perf_counter() - started
+
+        before = await reranker_counts(busy_client)
+        busy = asyncio.create_task(busy_client.rerank(full))
+        await asyncio.sleep(batch_s * 0.2)  # the full batch is executing
+        within = None if doomed_within is None else batch_s * doomed_within
+        doomed = asyncio.create_task(doomed_client.rerank(full.rows(0, 16), within))  # queued behind it
+        await asyncio.sleep(batch_s * 0.2)
+        if cancel:
+            doomed.cancel()
+        try:
+            await doomed
+            raised = None
+        except (asyncio.CancelledError, BackendUnavailable) as exc:
+            raised = exc
+        await busy
+        await asyncio.sleep(batch_s)  # anything still queued would have run by now
+        counts = tuple(a - b for a, b in zip(await reranker_counts(busy_client), before))
+    finally:
+        await busy_client.close()
+        await doomed_client.close()
+    return counts, raised
+
+
+async def test_requests_cancelled_while_queued_are_not_computed(artifacts: ArtifactPaths, triton) -> None:
+    """A search past its deadline cancels its reranker calls (`asyncio.wait_for`), and Triton
+    drops those still queued: the models' queue policy is what makes it look. Without one
+    (measured before it was added) all 16 were computed, and answering CANCELLED from the model
+    instead (`request.is_cancelled()` in the python backend) crashed this server with SIGSEGV, as
+    in triton-inference-server/server#8192."""
+    (succeeded, failed, _), raised = await queued_behind_a_full_batch(artifacts, triton, None, cancel=True)
+    assert isinstance(raised, asyncio.CancelledError)
+    assert (succeeded, failed) == (1, 16), "requests nobody waits for were computed"
+
+
+async def test_requests_still_queued_past_their_deadline_are_rejected(artifacts: ArtifactPaths, triton) -> None:
+    """Also when no cancellation reaches Triton: each request carries what was left of the
+    search's deadline, and the queue policy rejects it, uncomputed, once that has run out."""
+    (succeeded, failed, _), raised = await queued_behind_a_full_batch(artifacts, triton, 0.3, cancel=False)
+    assert isinstance(raised, BackendUnavailable)
+    assert (succeeded, failed) == (1, 16)
