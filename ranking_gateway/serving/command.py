@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-file", type=Path,
                    help="one API key per line: POST /v1/events and GET/DELETE /v1/users/... then need "
                    "'Authorization: Bearer <key>' (401 without, 403 wrong)")
-    p.add_argument("--protect-search", action="store_true", help="with --api-key-file: search needs a key too")
+    p.add_argument("--protect-search", action="store_true", help="with --api-key-file: search and rerank need a key too")
     p.add_argument("--cache-size", type=int, default=_CACHE.max_entries, help="hot-query cache entries")
     p.add_argument("--cache-ttl", type=float, default=_CACHE.ttl_s, help="hot-query cache TTL, seconds")
     p.add_argument("--redis-url", help="redis://host:port/db: profiles, event stream and query cache shared by gateways")

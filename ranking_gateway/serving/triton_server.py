@@ -128,6 +128,11 @@ class EmbeddedTriton:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["PYTHONHOME"] = sys.base_prefix
+        # every python-backend model is a stub process with its own OpenMP pool (torch, ONNX
+        # Runtime), whose threads by default spin for a while after each inference: with two or
+        # three models on a few cores, the spinning starves the model that has work. Measured on
+        # SciFact (2 cores, bench/overload.py): 13.6 reranked q/s spinning, 41.2 passive
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         # the stub also finds its environment through the `python3` on PATH: make it ours, so a
         # venv that is not activated (CI, a service manager) still gives the models torch
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
