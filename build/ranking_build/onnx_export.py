@@ -26,6 +26,7 @@ MAX_ABS_DIFF = 1e-3
 class ExportResult:
     path: Path
     max_abs_diff: float
+    engine: dict | None = None  # the TensorRT target's EngineInfo, as the manifest records it
 
 
 def _sample_inputs(input_names: tuple[str, ...], vocab_size: int, batch: int = 3, length: int = 17) -> dict[str, torch.Tensor]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -20,7 +21,14 @@ from ranking_gateway.core.corpus import Document, read_corpus, write_documents
 from ranking_build.indexing import build_faiss_index
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
-from ranking_build.tensorrt_engine import EngineProfile, build_engine, tensorrt_unavailable_reason
+from ranking_build.tensorrt_engine import (
+    EngineProfile,
+    build_engine,
+    check_engine,
+    engine_info,
+    tensorrt_unavailable_reason,
+    to_fp16,
+)
 from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, TokenStoreEntry, sha256_of
 from ranking_gateway.core.reranker_dir import reranker_kind
 from ranking_gateway.core.token_store import store_sha256, write_token_store
@@ -28,6 +36,7 @@ from ranking_gateway.core.config import BuildSettings, TritonModelSettings
 from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
+from ranking_gateway.serving.tokenization import BUCKET
 from ranking_build.models import (
     CrossEncoder,
     SentenceEncoder,
@@ -48,6 +57,24 @@ class ModelSpec:
     serving: TritonModelSettings
 
 
+@dataclass(frozen=True)
+class CheckInputs:
+    """Real texts a TensorRT engine is checked on, tokenised as the gateway tokenises them."""
+
+    tokenizer: Any  # the model's Hugging Face tokenizer
+    texts: list[str]
+    query: str | None = None  # a cross-encoder's: (query, text) pairs
+
+    def feeds(self, contract: ModelContract, max_length: int) -> dict[str, np.ndarray]:
+        first = [self.query] * len(self.texts) if self.query is not None else self.texts
+        second = self.texts if self.query is not None else None
+        encoded = self.tokenizer(
+            first, second, truncation="longest_first" if second else True, max_length=max_length,
+            padding=True, pad_to_multiple_of=BUCKET, return_tensors="np",
+        )
+        return {name: encoded[name].astype(np.int64) for name in contract.inputs}
+
+
 def _load_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 
@@ -61,23 +88,30 @@ def _check_model_dir(path: Path, what: str) -> Path:
 
 
 def compile_model(
-    module: nn.Module, spec: ModelSpec, settings: BuildSettings, paths: ArtifactPaths, dim: int
+    module: nn.Module, spec: ModelSpec, settings: BuildSettings, paths: ArtifactPaths, dim: int,
+    check: CheckInputs | None = None,
 ) -> ExportResult:
-    """Export `module` to ONNX, then compile it for the target into the model repository."""
+    """Export `module` to ONNX, then compile it for the target into the model repository. The
+    TensorRT target builds from the graph in fp16 and checks the engine on `check`'s real inputs
+    against ONNX Runtime on the fp32 graph."""
     name = spec.contract.name
     exported = export_onnx(module, spec.contract, paths.onnx_dir / f"{name}.onnx")
     repo = paths.model_repository
     if settings.target == "tensorrt":
+        if check is None:
+            raise ValueError("the TensorRT target checks every engine: pass real inputs")
         profile = EngineProfile(
             max_batch=spec.serving.max_batch_size,
             opt_batch=max(spec.serving.preferred_batch_sizes),
             max_length=spec.max_length,
             opt_length=min(spec.max_length, 128),
         )
-        plan = build_engine(exported.path, paths.onnx_dir / f"{name}.plan", spec.contract.inputs, profile)
+        half = to_fp16(exported.path, paths.onnx_dir / f"{name}.fp16.onnx")
+        plan = build_engine(half, paths.onnx_dir / f"{name}.plan", spec.contract.inputs, profile)
+        diff = check_engine(plan, exported.path, check.feeds(spec.contract, spec.max_length), spec.contract.output)
         write_tensorrt_model(repo, spec.contract, spec.serving, plan, dim)
         plan.unlink()
-        return exported
+        return replace(exported, engine=asdict(engine_info(profile, diff)))
     int8 = None
     if settings.cpu_runtime == "onnx_int8":
         int8 = quantize_int8(exported.path, paths.onnx_dir / f"{name}.int8.onnx")
@@ -109,7 +143,14 @@ def _model_entry(source: Path, exported: ExportResult, max_length: int, dim: int
         max_length=max_length,
         onnx_max_abs_diff=exported.max_abs_diff,
         output_dim=dim,
+        engine=exported.engine,
     )
+
+
+def _queries(docs: list[Document], n: int = 8) -> list[str]:
+    """Query-like texts from the corpus (its titles, else its first words): what the TensorRT
+    engines of the query-side models are checked on."""
+    return [d.title or " ".join(d.text.split()[:12]) for d in docs[:n]]
 
 
 def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
@@ -141,9 +182,10 @@ def _build_late_interaction(
     from ranking_build.late_interaction import document_encoder_dir, encode_document_tokens, load_late_interaction
 
     config, query, document = load_late_interaction(reranker_dir)  # CliError on a bad directory
-    _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
+    query_tokenizer = _load_tokenizer(reranker_dir)
+    query_tokenizer.save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
     spec = ModelSpec(QUERY_TOKENS, config.query_max_length, settings.encoder_serving)
-    exported = compile_model(query, spec, settings, paths, config.dim)
+    exported = compile_model(query, spec, settings, paths, config.dim, CheckInputs(query_tokenizer, _queries(docs)))
     entry = _model_entry(reranker_dir, exported, config.query_max_length, config.dim)
     entry.recommended_alpha = recommended_alpha(reranker_dir)
     entry.kind = "late-interaction"
@@ -176,7 +218,8 @@ def _build_late_interaction(
     # the same module that filled the store, served: request-time documents score as stored ones
     doc_tokenizer.save_pretrained(str(paths.tokenizer(DOCUMENT_TOKENS.name)))
     doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_serving)
-    doc_export = compile_model(document, doc_spec, settings, paths, config.dim)
+    doc_check = CheckInputs(doc_tokenizer, [d.full_text for d in docs[:8]])
+    doc_export = compile_model(document, doc_spec, settings, paths, config.dim, doc_check)
     doc_entry = _model_entry(doc_dir, doc_export, config.document_max_length, config.dim)
     doc_entry.kind = "late-interaction"
     return entry, store, doc_entry
@@ -195,16 +238,20 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     encoder_tokenizer = _load_tokenizer(encoder_dir)
     encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER.name)))
     encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
-    encoder_export = compile_model(encoder, encoder_spec, settings, paths, encoder.dim)
+    encoder_export = compile_model(
+        encoder, encoder_spec, settings, paths, encoder.dim, CheckInputs(encoder_tokenizer, _queries(docs))
+    )
 
     reranker_entry = token_store = document_entry = None
     if reranker_dir is not None and kind == "late-interaction":
         reranker_entry, token_store, document_entry = _build_late_interaction(reranker_dir, docs, settings, paths)
     elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
-        _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
+        reranker_tokenizer = _load_tokenizer(reranker_dir)
+        reranker_tokenizer.save_pretrained(str(paths.tokenizer(RERANKER.name)))
         reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
-        reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1)
+        pairs = CheckInputs(reranker_tokenizer, [d.full_text for d in docs[:8]], query=_queries(docs, 1)[0])
+        reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1, pairs)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
         reranker_entry.recommended_alpha = recommended_alpha(reranker_dir)
         del reranker

@@ -94,6 +94,9 @@ class ModelEntry:
     recommended_alpha: float | None = None
     # a reranker's kind (`core.reranker_dir`): its Triton model and whether it has a token store
     kind: str = "cross-encoder"
+    # the TensorRT target's engine: TensorRT version, precision, GPU, widest input, and its max
+    # abs difference from ONNX Runtime on real inputs (ranking_build.tensorrt_engine.EngineInfo)
+    engine: dict | None = None
 
 
 @dataclass
