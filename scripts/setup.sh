@@ -1,8 +1,20 @@
 #!/usr/bin/env bash
 # Set-up on a fresh Debian machine with Python 3.11: system packages, a virtual environment,
 # the project and its test tools. Idempotent: a second run only checks.
+#   bash scripts/setup.sh           what CI, the tests and the quickstart need
+#   bash scripts/setup.sh --bench   also what bench/perf_analyzer.py needs (or SETUP_BENCH=1):
+#                                   Debian's libb64-0d and the `bench` extra (tritonclient[all]'s
+#                                   perf_analyzer binary, the CUDA runtime library it links)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bench="${SETUP_BENCH:-0}"
+for arg in "$@"; do
+    case "$arg" in
+        --bench) bench=1 ;;
+        *) echo "usage: bash scripts/setup.sh [--bench]" >&2; exit 2 ;;
+    esac
+done
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -10,6 +22,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v redis-server >/dev/null 2>&1; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+fi
+# libb64-0d: perf_analyzer links libb64.so.0d (opt-in: only the bench needs it)
+if [ "$bench" = 1 ] && ! dpkg -s libb64-0d >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libb64-0d >/dev/null
 fi
 
 python_bin="${PYTHON:-}"
@@ -22,5 +39,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # build, train, eval: what the quickstart runs; test: the suite. torch==2.13.0 is pinned in
 # pyproject.toml's build extra: the CPU build, not the multi-GB CUDA one
-.venv/bin/python -m pip install -q -e '.[build,train,eval,test]'
+extras=build,train,eval,test
+if [ "$bench" = 1 ]; then extras="$extras,bench"; fi
+.venv/bin/python -m pip install -q -e ".[$extras]"
 echo "set-up done: $(.venv/bin/python --version), $(.venv/bin/ranking-gateway --help | head -1)"
