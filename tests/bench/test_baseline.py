@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
+from tests.bench.bench_module import load_bench
 
-PATH = Path(__file__).resolve().parents[2] / "bench" / "baseline.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_baseline", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bl = _load()
+bl = load_bench("baseline")
 
 
 def test_summary_scores_a_failed_query_zero_and_times_only_answers() -> None:

@@ -4,10 +4,8 @@ last test runs the real perf_analyzer on its own `--help` only where `setup.sh -
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +13,9 @@ import pytest
 
 from ranking_gateway.core.artifacts import Manifest, ModelEntry
 from ranking_gateway.serving.tokenization import TokenBatch
+from tests.bench.bench_module import load_bench
 
-PATH = Path(__file__).resolve().parents[2] / "bench" / "perf_analyzer.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_perf_analyzer", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-pa = _load()
+pa = load_bench("perf_analyzer")
 
 
 def _entry(max_length: int, kind: str = "cross-encoder") -> ModelEntry:

@@ -4,28 +4,15 @@ CPU runtime, on requests tokenised as the gateway tokenises them, and agrees wit
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.contract import RERANKER
 from ranking_gateway.serving.triton_client import TritonModels
+from tests.bench.bench_module import load_bench
 
-PATH = Path(__file__).resolve().parents[2] / "bench" / "triton_overhead.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_triton_overhead", PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-to = _load()
+to = load_bench("triton_overhead")
 
 
 def test_the_bare_loop_computes_what_triton_computes(artifacts: ArtifactPaths, triton) -> None:
