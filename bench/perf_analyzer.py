@@ -250,7 +250,10 @@ def pa_command(
 
 def cuda_runtime_libdir() -> str:
     """perf_analyzer links libcudart.so.12 even on CPU; the nvidia-cuda-runtime-cu12 wheel has it."""
-    spec = importlib.util.find_spec("nvidia.cuda_runtime")
+    try:
+        spec = importlib.util.find_spec("nvidia.cuda_runtime")
+    except ModuleNotFoundError:  # no `nvidia` namespace at all: the bench extra is not installed
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("install the bench extra: bash scripts/setup.sh --bench (nvidia-cuda-runtime-cu12)")
     return str(Path(list(spec.submodule_search_locations)[0]) / "lib")
