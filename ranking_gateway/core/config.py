@@ -137,9 +137,9 @@ class GatewaySettings:
     triton_timeout_s: float = 10.0
     # every search answers within this (a request's `timeout_ms` overrides it): a rerank that
     # cannot finish in what is left is cancelled and the answer comes in retrieval order,
-    # flagged degraded. 2 s: late interaction answers SciFact in 50 ms (p50, one user; p99 at
-    # eight users 2.3 s, bench/results/realtime/scifact_side_by_side.json); a 384-token
-    # cross-encoder on a 2-core CPU needs ~6 s and a larger value
+    # flagged degraded. 2 s: late interaction answers SciFact in 48 ms (p50, one user; p99 at
+    # eight users 0.4 s, bench/results/realtime/scifact_side_by_side_passive_omp.json), with room
+    # for a queue under load; a 384-token cross-encoder on a 2-core CPU needs ~6 s and a larger value
     deadline_ms: int = 2000
     snippet_chars: int = 240
     cache: CacheSettings = field(default_factory=CacheSettings)
