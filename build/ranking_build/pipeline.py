@@ -11,7 +11,6 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import faiss
 import numpy as np
@@ -36,7 +35,7 @@ from ranking_gateway.core.config import BuildSettings, TritonModelSettings
 from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
-from ranking_gateway.serving.tokenization import BUCKET
+from ranking_gateway.serving.tokenization import TextTokenizer
 from ranking_build.models import (
     CrossEncoder,
     SentenceEncoder,
@@ -59,20 +58,16 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class CheckInputs:
-    """Real texts a TensorRT engine is checked on, tokenised as the gateway tokenises them."""
+    """Real texts a TensorRT engine is checked on, tokenised by the gateway's own `TextTokenizer`
+    from the tokenizer the build saved for the model: the engine is checked on what it will get."""
 
-    tokenizer: Any  # the model's Hugging Face tokenizer
     texts: list[str]
     query: str | None = None  # a cross-encoder's: (query, text) pairs
 
-    def feeds(self, contract: ModelContract, max_length: int) -> dict[str, np.ndarray]:
-        first = [self.query] * len(self.texts) if self.query is not None else self.texts
-        second = self.texts if self.query is not None else None
-        encoded = self.tokenizer(
-            first, second, truncation="longest_first" if second else True, max_length=max_length,
-            padding=True, pad_to_multiple_of=BUCKET, return_tensors="np",
-        )
-        return {name: encoded[name].astype(np.int64) for name in contract.inputs}
+    def feeds(self, paths: ArtifactPaths, contract: ModelContract, max_length: int) -> dict[str, np.ndarray]:
+        tokenizer = TextTokenizer(paths.tokenizer(contract.name), max_length)
+        batch = tokenizer.encode_pairs(self.query, self.texts) if self.query is not None else tokenizer.encode(self.texts)
+        return {name: getattr(batch, name) for name in contract.inputs}
 
 
 def _load_tokenizer(model_dir: Path):
@@ -108,7 +103,7 @@ def compile_model(
         )
         half = to_fp16(exported.path, paths.onnx_dir / f"{name}.fp16.onnx")
         plan = build_engine(half, paths.onnx_dir / f"{name}.plan", spec.contract.inputs, profile)
-        diff = check_engine(plan, exported.path, check.feeds(spec.contract, spec.max_length), spec.contract.output)
+        diff = check_engine(plan, exported.path, check.feeds(paths, spec.contract, spec.max_length), spec.contract.output)
         write_tensorrt_model(repo, spec.contract, spec.serving, plan, dim)
         plan.unlink()
         return replace(exported, engine=asdict(engine_info(profile, diff)))
@@ -182,10 +177,9 @@ def _build_late_interaction(
     from ranking_build.late_interaction import document_encoder_dir, encode_document_tokens, load_late_interaction
 
     config, query, document = load_late_interaction(reranker_dir)  # CliError on a bad directory
-    query_tokenizer = _load_tokenizer(reranker_dir)
-    query_tokenizer.save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
+    _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
     spec = ModelSpec(QUERY_TOKENS, config.query_max_length, settings.encoder_serving)
-    exported = compile_model(query, spec, settings, paths, config.dim, CheckInputs(query_tokenizer, _queries(docs)))
+    exported = compile_model(query, spec, settings, paths, config.dim, CheckInputs(_queries(docs)))
     entry = _model_entry(reranker_dir, exported, config.query_max_length, config.dim)
     entry.recommended_alpha = recommended_alpha(reranker_dir)
     entry.kind = "late-interaction"
@@ -218,7 +212,7 @@ def _build_late_interaction(
     # the same module that filled the store, served: request-time documents score as stored ones
     doc_tokenizer.save_pretrained(str(paths.tokenizer(DOCUMENT_TOKENS.name)))
     doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_serving)
-    doc_check = CheckInputs(doc_tokenizer, [d.full_text for d in docs[:8]])
+    doc_check = CheckInputs([d.full_text for d in docs[:8]])
     doc_export = compile_model(document, doc_spec, settings, paths, config.dim, doc_check)
     doc_entry = _model_entry(doc_dir, doc_export, config.document_max_length, config.dim)
     doc_entry.kind = "late-interaction"
@@ -239,7 +233,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER.name)))
     encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
     encoder_export = compile_model(
-        encoder, encoder_spec, settings, paths, encoder.dim, CheckInputs(encoder_tokenizer, _queries(docs))
+        encoder, encoder_spec, settings, paths, encoder.dim, CheckInputs(_queries(docs))
     )
 
     reranker_entry = token_store = document_entry = None
@@ -247,10 +241,9 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         reranker_entry, token_store, document_entry = _build_late_interaction(reranker_dir, docs, settings, paths)
     elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
-        reranker_tokenizer = _load_tokenizer(reranker_dir)
-        reranker_tokenizer.save_pretrained(str(paths.tokenizer(RERANKER.name)))
+        _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
         reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
-        pairs = CheckInputs(reranker_tokenizer, [d.full_text for d in docs[:8]], query=_queries(docs, 1)[0])
+        pairs = CheckInputs([d.full_text for d in docs[:8]], query=_queries(docs, 1)[0])
         reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1, pairs)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
         reranker_entry.recommended_alpha = recommended_alpha(reranker_dir)

@@ -33,21 +33,26 @@ class EventLogLocked(Exception):
     """Another process owns this JSONL log directory."""
 
 
-def ensure_not_owned(directory: Path) -> None:
-    """`EventLogLocked` now if another process owns `directory`: `serve` asks before it starts
-    Triton, so a second gateway on the same log stops with one line instead of a failed startup."""
-    if not (directory / ".lock").exists():
-        return
-    fd = os.open(directory / ".lock", os.O_RDWR)
+def _lock(directory: Path) -> int:
+    """The directory's lock, held exclusively through the returned fd (closing it releases it);
+    `EventLogLocked` when another process holds it."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        os.close(fd)
         raise EventLogLocked(
             f"{directory}: the event log is in use by another process (one gateway per log directory; "
             "several gateways need one each, or --redis-url)"
         ) from None
-    finally:
-        os.close(fd)  # closing releases the probe's lock
+    return fd
+
+
+def ensure_not_owned(directory: Path) -> None:
+    """`EventLogLocked` now if another process owns `directory`: `serve` asks before it starts
+    Triton, so a second gateway on the same log stops with one line instead of a failed startup."""
+    if (directory / ".lock").exists():
+        os.close(_lock(directory))
 
 
 def segment_paths(directory: Path) -> list[Path]:
@@ -105,12 +110,7 @@ class JsonlEventLog:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.fsync = fsync
-        self._lock_fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            raise EventLogLocked(f"{self.directory}: the event log is in use by another process") from None
+        self._lock_fd = _lock(self.directory)
         segments = segment_paths(self.directory)
         self._path = segments[-1] if segments else self._segment_path(1)
         self._open_current(repair=True)

@@ -86,3 +86,9 @@ class AdmissionGate:
                 waiter.set_result(None)  # the slot passes straight to the first waiter
                 return
         self.inflight -= 1
+
+
+def admitted(gate: AdmissionGate | None, timeout_s: float) -> contextlib.AbstractAsyncContextManager[None]:
+    """`gate.admit(timeout_s)`, or nothing to wait for without a gate: what search's ranking and
+    `/v1/rerank` both enter."""
+    return gate.admit(timeout_s) if gate is not None else contextlib.nullcontext()

@@ -10,16 +10,14 @@ deadline is an error (504 `deadline_exceeded`, the Triton calls cancelled), not 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ranking_gateway.serving.admission import AdmissionGate
+from ranking_gateway.serving.admission import AdmissionGate, admitted
 from ranking_gateway.serving.metrics import GatewayMetrics
 from ranking_gateway.serving.schemas import RerankRequest
 from ranking_gateway.serving.search import Deadline, LateInteractionReranker, Reranker
@@ -89,7 +87,7 @@ class RerankService:
         reranker = self._check()
         started = time.perf_counter()
         deadline = Deadline.after(request.timeout_ms if request.timeout_ms is not None else self.deadline_ms)
-        async with self._admitted(deadline):
+        async with admitted(self.gate, deadline.left_s()):  # Overloaded when there is no room
             t0 = time.perf_counter()
             try:
                 # past the deadline the scoring is cancelled: its Triton calls with it (and those
@@ -104,12 +102,3 @@ class RerankService:
         self.metrics.observe_stage("rerank_api", total_s)
         timings = {"rerank": rerank_ms, "total": total_s * 1000}
         return RerankResult(uuid.uuid4().hex, order(scores, request.top_n), timings)
-
-    @contextlib.asynccontextmanager
-    async def _admitted(self, deadline: Deadline) -> AsyncIterator[None]:
-        """Search's admission gate: a wait for a slot ends at the deadline (`Overloaded`)."""
-        if self.gate is None:
-            yield
-            return
-        async with self.gate.admit(deadline.left_s()):
-            yield

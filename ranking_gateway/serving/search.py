@@ -24,7 +24,7 @@ from ranking_gateway.core.first_stage import fuse
 from ranking_gateway.core.scoring import interpolate
 from ranking_gateway.core.token_store import TokenStore, maxsim
 from ranking_gateway.personalization.service import Personalization
-from ranking_gateway.serving.admission import AdmissionGate
+from ranking_gateway.serving.admission import AdmissionGate, admitted
 from ranking_gateway.serving.cache import SingleFlightCache
 from ranking_gateway.serving.index import DocumentIndex
 from ranking_gateway.serving.metrics import GatewayMetrics
@@ -289,9 +289,7 @@ class SearchPipeline:
         """A cache miss's ranking, once the admission gate lets it in (`Overloaded` when the
         queue is full or no slot frees before the deadline): only misses wait, so hot queries
         answer from the cache under any reranking load."""
-        if self.gate is None:
-            return await self._rank(request, mode, deadline)
-        async with self.gate.admit(deadline.left_s()):
+        async with admitted(self.gate, deadline.left_s()):
             return await self._rank(request, mode, deadline)
 
     async def _encode(self, query: str, deadline: Deadline) -> np.ndarray:

@@ -85,7 +85,7 @@ class TritonSupervisor:
             except (CliError, OSError) as exc:
                 if self._stopping.is_set():
                     break
-                log.error("restarting the embedded Triton failed (next try in %.0f s): %s",
-                          min(delay * 2, self.max_backoff_s), str(exc).splitlines()[0])
                 delay = min(delay * 2, self.max_backoff_s)
+                log.error("restarting the embedded Triton failed (next try in %.0f s): %s",
+                          delay, str(exc).splitlines()[0])
         return False

@@ -50,15 +50,12 @@ def test_the_fp16_graph_keeps_its_inputs_and_outputs_and_nearly_its_values(
     graph (the Triton config does not change), values within fp16 rounding."""
     import onnx
     import onnxruntime as ort
-    from transformers import AutoTokenizer
-
     source = artifacts.onnx_dir / f"{contract.name}.onnx"
     half = to_fp16(source, tmp_path / "half.onnx")
     types = {i.name: i.type.tensor_type.elem_type for i in onnx.load(str(half)).graph.input}
     assert types == {name: onnx.TensorProto.INT64 for name in contract.inputs}
-    check = CheckInputs(AutoTokenizer.from_pretrained(str(artifacts.tokenizer(contract.name))),
-                        ["volcanoes erupt when magma rises", "bread rises with yeast", "stars are suns"], query)
-    feeds = check.feeds(contract, 64)
+    check = CheckInputs(["volcanoes erupt when magma rises", "bread rises with yeast", "stars are suns"], query)
+    feeds = check.feeds(artifacts, contract, 64)
     assert all(array.shape[1] % BUCKET == 0 and array.dtype == np.int64 for array in feeds.values())
     run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
         [contract.output], feeds)[0]
@@ -68,10 +65,7 @@ def test_the_fp16_graph_keeps_its_inputs_and_outputs_and_nearly_its_values(
 
 
 def test_cross_encoder_check_inputs_are_pairs(artifacts: ArtifactPaths) -> None:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(artifacts.tokenizer(RERANKER.name)))
-    feeds = CheckInputs(tokenizer, ["lava flows", "yeast bread"], query="what rises").feeds(RERANKER, 128)
+    feeds = CheckInputs(["lava flows", "yeast bread"], query="what rises").feeds(artifacts, RERANKER, 128)
     assert set(feeds) == set(RERANKER.inputs)
     assert (feeds["token_type_ids"].max(axis=1) == 1).all()  # a second segment: the document
 
@@ -80,7 +74,6 @@ def test_cross_encoder_check_inputs_are_pairs(artifacts: ArtifactPaths) -> None:
 @needs_tensorrt
 def test_encoder_engine_builds_and_matches_onnx_runtime(artifacts: ArtifactPaths, tmp_path: Path) -> None:
     import tensorrt as trt
-    from transformers import AutoTokenizer
 
     source = artifacts.onnx_dir / f"{ENCODER.name}.onnx"
     profile = EngineProfile(max_batch=32, opt_batch=8, max_length=64, opt_length=32)
@@ -88,6 +81,5 @@ def test_encoder_engine_builds_and_matches_onnx_runtime(artifacts: ArtifactPaths
     engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(plan.read_bytes())
     names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
     assert names == {*ENCODER.inputs, ENCODER.output}
-    check = CheckInputs(AutoTokenizer.from_pretrained(str(artifacts.tokenizer(ENCODER.name))),
-                        ["volcanoes erupt when magma rises", "bread rises with yeast"])
-    assert check_engine(plan, source, check.feeds(ENCODER, 64), ENCODER.output) < 0.05
+    check = CheckInputs(["volcanoes erupt when magma rises", "bread rises with yeast"])
+    assert check_engine(plan, source, check.feeds(artifacts, ENCODER, 64), ENCODER.output) < 0.05
