@@ -17,9 +17,12 @@ binary from tritonclient[all], and libcudart.so.12, which it links even on a CPU
     python bench/perf_analyzer.py --artifacts runs/pa-small --queries ../shared/data/scifact/queries.jsonl \\
         --corpus ../shared/data/scifact/corpus.jsonl --out bench/results/perf_analyzer/small_cross_encoder.json
     python bench/perf_analyzer.py --artifacts DIR --url HOST:8001     # a Triton already running (gRPC)
+    python bench/perf_analyzer.py --artifacts artifacts --url localhost:8001  # compose.yaml's Triton
     python bench/perf_analyzer.py --table REPORT.json                  # the README's table of a report
 
 `--artifacts` is needed in both forms: the tokenizers, the corpus and the model list come from it.
+With `--url` no Triton is started here: the models' readiness, loaded configs and statistics all
+come from the one at that address (it must serve the same build).
 """
 
 from __future__ import annotations
@@ -460,6 +463,7 @@ def texts(args: argparse.Namespace, paths: ArtifactPaths) -> tuple[list[str], li
 
 def main(argv: Sequence[str] | None = None) -> None:
     import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
 
     from ranking_gateway.serving.triton_server import EmbeddedTriton
 
@@ -480,7 +484,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     with server as triton, tempfile.TemporaryDirectory() as tmp:
         url = args.url or triton.grpc_url
         client = grpcclient.InferenceServerClient(url)
-        ready = served_models(client)
+        try:
+            ready = served_models(client)
+        except InferenceServerException as exc:
+            raise SystemExit(f"no Triton answers gRPC on {url}: {exc}") from None
         results = []
         for load in loads:
             if load.contract.name not in ready:

@@ -18,6 +18,7 @@ from ranking_gateway.core.errors import CliError
 COMMAND_MODULES: tuple[str, ...] = (
     "ranking_build.command",
     "ranking_gateway.serving.command",
+    "ranking_gateway.serving.triton_command",
     "ranking_gateway.training.command",
     "ranking_gateway.evaluation.command",
     "ranking_gateway.evaluation.offline",
@@ -25,8 +26,17 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ranking_gateway.quickstart.command",
 )
 
-# top-level modules that only an extra installs (pyproject.toml), and that extra
-EXTRA_OF_MODULE = {"torch": "build", "transformers": "build", "onnx": "build", "matplotlib": "eval", "tqdm": "build"}
+# top-level modules that only an extra installs (pyproject.toml), and that extra (onnxruntime is
+# in `embedded` too, for the models on the embedded Triton, which import it in their own process)
+EXTRA_OF_MODULE = {
+    "torch": "build",
+    "transformers": "build",
+    "onnx": "build",
+    "onnxruntime": "build",
+    "matplotlib": "eval",
+    "tqdm": "build",
+    "pytriton": "embedded",  # the embedded Triton server (`serve` without --triton-url, `triton`)
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRA_OF_MODULE.get((exc.name or "").split(".")[0])
         if extra is None:
             raise
-        print(f"error: `{args.command}` needs {exc.name}: pip install 'ranking-gateway[{extra}]'", file=sys.stderr)
+        alternative = " (or an external Triton: --triton-url)" if args.command == "serve" and extra == "embedded" else ""
+        print(f"error: `{args.command}` needs {exc.name}: pip install 'ranking-gateway[{extra}]'{alternative}",
+              file=sys.stderr)
         return 2
 
 

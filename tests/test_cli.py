@@ -24,3 +24,12 @@ def test_without_the_build_package_serve_remains() -> None:
     done = run_cli(("ranking_build",), "--help")
     assert done.returncode == 0, done.stderr
     assert "serve" in done.stdout and "build" not in done.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+
+
+def test_without_the_embedded_triton_serve_and_triton_are_a_one_line_hint(tmp_path) -> None:
+    """The gateway image has no Triton server: `serve` needs --triton-url there, and says so."""
+    for argv in (("serve", "--artifacts", str(tmp_path)), ("triton", "--model-repository", str(tmp_path))):
+        done = run_cli(("pytriton",), *argv)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "ranking-gateway[embedded]" in done.stderr, done.stderr
+    assert "--triton-url" in run_cli(("pytriton",), "serve", "--artifacts", str(tmp_path)).stderr

@@ -53,6 +53,14 @@ def render_config(contract: ModelContract, target: Target, serving: TritonModelS
     )
 
 
+def onnx_opset(path: Path) -> int:
+    """The default-domain (ai.onnx) opset an ONNX file is stamped with: what its runtime must know."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def write_cpu_model(
     repo: Path,
     contract: ModelContract,
@@ -61,17 +69,25 @@ def write_cpu_model(
     onnx_path: Path,
     int8_path: Path | None,
     dim: int,
+    onnxruntime_version: str,
 ) -> Path:
+    """The python-backend model; an ONNX runtime's config records the served graph's opset and
+    the onnxruntime the build checked it with, which the model checks when Triton loads it."""
     model_dir = repo / contract.name
     version = model_dir / "1"
     version.mkdir(parents=True)
     copy_model_code(contract, version)
+    served = None
     if runtime == "onnx_int8":
         assert int8_path is not None
-        shutil.copy2(int8_path, version / "model.int8.onnx")
+        served = shutil.copy2(int8_path, version / "model.int8.onnx")
     elif runtime == "onnx_fp32":
-        shutil.copy2(onnx_path, version / "model.onnx")
-    (model_dir / "config.pbtxt").write_text(render_config(contract, "cpu", serving, runtime=runtime, dim=dim))
+        served = shutil.copy2(onnx_path, version / "model.onnx")
+    recorded = {"onnx_opset": onnx_opset(Path(served)), "onnxruntime_version": onnxruntime_version} if served else {}
+    config = render_config(
+        contract, "cpu", serving, runtime=runtime, dim=dim, **{"onnx_opset": "", "onnxruntime_version": "", **recorded}
+    )
+    (model_dir / "config.pbtxt").write_text(config)
     return version
 
 

@@ -19,8 +19,10 @@ from torch import nn
 from ranking_gateway.core.corpus import Document, read_corpus, write_documents
 from ranking_build.indexing import build_faiss_index
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
-from ranking_build.onnx_export import ExportResult, export_onnx, quantize_int8
+from ranking_build.onnx_export import OPSET, ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import (
+    TRITON_IMAGE,
+    TRITON_SERVER_VERSION,
     EngineProfile,
     build_engine,
     check_engine,
@@ -28,10 +30,18 @@ from ranking_build.tensorrt_engine import (
     tensorrt_unavailable_reason,
     to_fp16,
 )
-from ranking_gateway.core.artifacts import ArtifactPaths, LexicalEntry, Manifest, ModelEntry, TokenStoreEntry, sha256_of
+from ranking_gateway.core.artifacts import (
+    ArtifactPaths,
+    LexicalEntry,
+    Manifest,
+    ModelEntry,
+    TokenStoreEntry,
+    Toolchain,
+    sha256_of,
+)
 from ranking_gateway.core.reranker_dir import reranker_kind
 from ranking_gateway.core.token_store import store_sha256, write_token_store
-from ranking_gateway.core.config import BuildSettings, TritonModelSettings
+from ranking_gateway.core.config import BuildSettings, Target, TritonModelSettings
 from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
@@ -82,9 +92,32 @@ def _check_model_dir(path: Path, what: str) -> Path:
     return path
 
 
+def build_toolchain(target: Target) -> Toolchain:
+    """What this build exports and compiles with: the manifest records it, and the Triton that
+    loads the model repository must agree with it."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    tensorrt = None
+    if target == "tensorrt":
+        import tensorrt as trt
+
+        tensorrt = str(trt.__version__)
+    return Toolchain(
+        onnx_opset=OPSET,
+        torch=str(torch.__version__),
+        onnx=str(onnx.__version__),
+        onnxruntime=str(onnxruntime.__version__),
+        tensorrt=tensorrt,
+        triton_server=TRITON_SERVER_VERSION if tensorrt else None,
+        triton_image=TRITON_IMAGE if tensorrt else None,
+    )
+
+
 def compile_model(
     module: nn.Module, spec: ModelSpec, settings: BuildSettings, paths: ArtifactPaths, dim: int,
-    check: CheckInputs | None = None,
+    toolchain: Toolchain, check: CheckInputs | None = None,
 ) -> ExportResult:
     """Export `module` to ONNX, then compile it for the target into the model repository. The
     TensorRT target builds from the graph in fp16 and checks the engine on `check`'s real inputs
@@ -110,7 +143,10 @@ def compile_model(
     int8 = None
     if settings.cpu_runtime == "onnx_int8":
         int8 = quantize_int8(exported.path, paths.onnx_dir / f"{name}.int8.onnx")
-    version = write_cpu_model(repo, spec.contract, spec.serving, settings.cpu_runtime, exported.path, int8, dim)
+    assert toolchain.onnxruntime is not None
+    version = write_cpu_model(
+        repo, spec.contract, spec.serving, settings.cpu_runtime, exported.path, int8, dim, toolchain.onnxruntime
+    )
     if settings.cpu_runtime.startswith("torch"):
         module.transformer.save_pretrained(str(version / "hf"))
         projection = getattr(module, "projection", None)  # the late-interaction query side's
@@ -167,7 +203,7 @@ def _build_bm25(docs: list[Document], paths: ArtifactPaths) -> LexicalEntry:
 
 
 def _build_late_interaction(
-    reranker_dir: Path, docs: list[Document], settings: BuildSettings, paths: ArtifactPaths
+    reranker_dir: Path, docs: list[Document], settings: BuildSettings, paths: ArtifactPaths, toolchain: Toolchain
 ) -> tuple[ModelEntry, TokenStoreEntry, ModelEntry]:
     """The late-interaction reranker: its query side compiled as the Triton model
     `query_token_encoder`, its document side run over the corpus into the token store and
@@ -179,7 +215,7 @@ def _build_late_interaction(
     config, query, document = load_late_interaction(reranker_dir)  # CliError on a bad directory
     _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
     spec = ModelSpec(QUERY_TOKENS, config.query_max_length, settings.encoder_serving)
-    exported = compile_model(query, spec, settings, paths, config.dim, CheckInputs(_queries(docs)))
+    exported = compile_model(query, spec, settings, paths, config.dim, toolchain, CheckInputs(_queries(docs)))
     entry = _model_entry(reranker_dir, exported, config.query_max_length, config.dim)
     entry.recommended_alpha = recommended_alpha(reranker_dir)
     entry.kind = "late-interaction"
@@ -213,7 +249,7 @@ def _build_late_interaction(
     doc_tokenizer.save_pretrained(str(paths.tokenizer(DOCUMENT_TOKENS.name)))
     doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_serving)
     doc_check = CheckInputs([d.full_text for d in docs[:8]])
-    doc_export = compile_model(document, doc_spec, settings, paths, config.dim, doc_check)
+    doc_export = compile_model(document, doc_spec, settings, paths, config.dim, toolchain, doc_check)
     doc_entry = _model_entry(doc_dir, doc_export, config.document_max_length, config.dim)
     doc_entry.kind = "late-interaction"
     return entry, store, doc_entry
@@ -227,24 +263,27 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     kind = reranker_kind(reranker_dir) if reranker_dir is not None else None  # CliError when neither kind
     if settings.target == "tensorrt" and (reason := tensorrt_unavailable_reason()):
         raise CliError(f"--target tensorrt: {reason}")
+    toolchain = build_toolchain(settings.target)
 
     encoder = SentenceEncoder(encoder_dir)
     encoder_tokenizer = _load_tokenizer(encoder_dir)
     encoder_tokenizer.save_pretrained(str(paths.tokenizer(ENCODER.name)))
     encoder_spec = ModelSpec(ENCODER, settings.query_max_length, settings.encoder_serving)
     encoder_export = compile_model(
-        encoder, encoder_spec, settings, paths, encoder.dim, CheckInputs(_queries(docs))
+        encoder, encoder_spec, settings, paths, encoder.dim, toolchain, CheckInputs(_queries(docs))
     )
 
     reranker_entry = token_store = document_entry = None
     if reranker_dir is not None and kind == "late-interaction":
-        reranker_entry, token_store, document_entry = _build_late_interaction(reranker_dir, docs, settings, paths)
+        reranker_entry, token_store, document_entry = _build_late_interaction(
+            reranker_dir, docs, settings, paths, toolchain
+        )
     elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
         reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
         pairs = CheckInputs([d.full_text for d in docs[:8]], query=_queries(docs, 1)[0])
-        reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1, pairs)
+        reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1, toolchain, pairs)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)
         reranker_entry.recommended_alpha = recommended_alpha(reranker_dir)
         del reranker
@@ -277,6 +316,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
         bm25=bm25,
         token_store=token_store,
         document_token_encoder=document_entry,
+        toolchain=toolchain,
     )
     manifest.write(paths.root)
     return manifest

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"
 TENSORRT_VERSION = "10.5"  # major.minor of the TensorRT in TRITON_IMAGE; the `tensorrt` extra pins it
+# the server version of TRITON_IMAGE (what its metadata reports): the manifest records it, and the
+# gateway refuses to serve the plans from a Triton of another release (serving.compatibility)
+TRITON_SERVER_VERSION = "2.51.0"
 MAX_ABS_DIFF = 0.05  # fp16 engine vs fp32 ONNX Runtime on real inputs; past it the build stops
 
 

@@ -33,6 +33,36 @@ def _parameter(model_config: dict, key: str, default: str) -> str:
     return value if value else default
 
 
+def supported_onnx_opset(ort: Any) -> int | None:
+    """The highest default-domain ONNX opset this onnxruntime knows: the newest of its operator
+    schemas (what it states when it refuses a newer model); None where its build does not list them."""
+    try:
+        schemas = ort.capi._pybind_state.get_all_operator_schema()
+    except Exception:
+        return None
+    versions = [s.since_version for s in schemas if s.domain in ("", "ai.onnx")]
+    return max(versions) if versions else None
+
+
+def check_onnxruntime(model_config: dict, ort: Any) -> None:
+    """Raise, in one line, where this onnxruntime cannot run the graph the build exported (its
+    config's `onnx_opset`) or is of another major version than the build's. Triton then marks the
+    model unavailable with that reason, which the gateway quotes when it refuses to start."""
+    opset = _parameter(model_config, "onnx_opset", "")
+    built = _parameter(model_config, "onnxruntime_version", "")
+    here = str(ort.__version__)
+    fix = f"rebuild the artifacts (`ranking-gateway build`) where onnxruntime is {here}"
+    if built and built != here:
+        fix += f", or run Triton from an image with the build's onnxruntime {built}"
+    if built and built.split(".")[0] != here.split(".")[0]:
+        raise RuntimeError(f"built with onnxruntime {built}, but this Triton runs onnxruntime {here}: {fix}")
+    supported = supported_onnx_opset(ort)
+    if opset and supported is not None and int(opset) > supported:
+        raise RuntimeError(
+            f"the model is ONNX opset {opset}, but this Triton's onnxruntime {here} runs opsets up to {supported}: {fix}"
+        )
+
+
 def pad_and_stack(arrays: list[np.ndarray]) -> np.ndarray:
     """Stack [batch_i, len_i] int64 arrays into one [sum batch_i, max len_i] array, zero padded."""
     width = max(a.shape[1] for a in arrays)
@@ -59,7 +89,14 @@ class CpuModel:
         self.input_names = [i["name"] for i in model_config["input"]]
         self.output_name = model_config["output"][0]["name"]
         if self.runtime.startswith("torch"):
-            import torch
+            try:
+                import torch
+            except ImportError:
+                raise RuntimeError(
+                    f"the {self.runtime} runtime runs the model in torch, which this Triton's Python does not have: "
+                    "rebuild the artifacts with --cpu-runtime onnx_int8 or onnx_fp32, or run Triton where torch is "
+                    "installed (ranking-gateway[build,embedded])"
+                ) from None
 
             torch.set_num_threads(threads)
             self._torch = torch
@@ -68,6 +105,7 @@ class CpuModel:
         else:
             import onnxruntime as ort
 
+            check_onnxruntime(model_config, ort)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -135,6 +135,23 @@ class TokenStoreEntry:
 
 
 @dataclass
+class Toolchain:
+    """What the build exported and compiled the models with, that the Triton loading its model
+    repository must agree with (`serving.compatibility` checks it against the server at start-up;
+    the CPU target's models check their own part when Triton loads them)."""
+
+    onnx_opset: int  # of every exported graph (ranking_build.onnx_export.OPSET)
+    torch: str | None = None
+    onnx: str | None = None
+    onnxruntime: str | None = None  # that checked the export (and quantised it for onnx_int8)
+    # the TensorRT target's: the TensorRT its plans were built with, which loads them only in the
+    # Triton release shipping that TensorRT (its server version, and the image it comes in)
+    tensorrt: str | None = None
+    triton_server: str | None = None
+    triton_image: str | None = None
+
+
+@dataclass
 class Manifest:
     target: str
     cpu_runtime: str | None
@@ -154,6 +171,8 @@ class Manifest:
     # the late-interaction document side as a Triton model (`document_token_encoder`), for
     # documents outside the corpus (`POST /v1/rerank`); None without one, or built before it
     document_token_encoder: ModelEntry | None = None
+    # what the models were built with; None: built before it was recorded
+    toolchain: Toolchain | None = None
 
     @property
     def version_key(self) -> str:
@@ -198,6 +217,7 @@ class Manifest:
             data["token_store"] = TokenStoreEntry(**data["token_store"]) if data.get("token_store") else None
             documents = data.get("document_token_encoder")
             data["document_token_encoder"] = ModelEntry(**documents) if documents else None
+            data["toolchain"] = Toolchain(**data["toolchain"]) if data.get("toolchain") else None
             return cls(**data)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); {rebuild}") from None

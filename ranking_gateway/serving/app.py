@@ -76,10 +76,7 @@ class Gateway:
 
     @property
     def model_names(self) -> list[str]:
-        names = [ENCODER.name] + ([_reranker_model(self.plan)] if self.plan.rerank else [])
-        if self.plan.rerank is not None and self.plan.manifest.document_token_encoder is not None:
-            names.append(DOCUMENT_TOKENS.name)  # a late build's document side (`/v1/rerank`)
-        return names
+        return self.plan.triton_models
 
     async def close(self) -> None:
         await self.personalization.close()

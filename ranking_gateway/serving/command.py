@@ -1,5 +1,5 @@
-"""The `serve` subcommand: flags → GatewaySettings → plan → embedded (or external) Triton + the
-gateway under uvicorn.
+"""The `serve` subcommand: flags → GatewaySettings → plan → embedded (or external) Triton, checked
+against the build (`compatibility`) → the gateway under uvicorn.
 
 Ctrl-C or SIGTERM stops uvicorn gracefully, then the embedded Triton; should the gateway die
 harder than that, Triton gets SIGTERM from the kernel (PR_SET_PDEATHSIG), so nothing is orphaned.
@@ -150,11 +150,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ranking_gateway.serving.app import create_app
+    from ranking_gateway.serving.compatibility import check_triton
     from ranking_gateway.serving.metrics import GatewayMetrics
-    from ranking_gateway.serving.triton_server import EmbeddedTriton
+    from ranking_gateway.serving.triton_server import EmbeddedTriton, TritonInstallation
     from ranking_gateway.serving.triton_supervisor import TritonSupervisor
 
     settings = settings_from_args(args)
+    if settings.triton_url is None:
+        TritonInstallation.from_wheel()  # without the `embedded` extra: a one-line hint, before anything else
     if args.protect_search and not args.api_key_file:
         raise CliError("--protect-search needs --api-key-file")
     if settings.api_key_file:
@@ -174,11 +177,15 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     metrics = GatewayMetrics()
     with contextlib.ExitStack() as stack:
-        triton_url = settings.triton_url
-        if triton_url is None:
+        triton = None
+        if settings.triton_url is None:
             triton = stack.enter_context(EmbeddedTriton(plan.paths.model_repository, log_path=args.triton_log))
+        triton_url = triton.grpc_url if triton is not None else str(settings.triton_url)
+        # a Triton that cannot serve this build (another release for its engines, a model it could
+        # not load) is a one-line error quoting its reason, before the gateway starts
+        check_triton(triton_url, plan.manifest, plan.triton_models)
+        if triton is not None:
             stack.enter_context(TritonSupervisor(triton, metrics))  # restarted should it die
-            triton_url = triton.grpc_url
         app = create_app(settings, triton_url, plan, metrics)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
         log.info("gateway on http://%s:%d (Triton %s)", settings.host, settings.port, triton_url)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
 from ranking_gateway.core.config import GatewaySettings, RetrievalMode
+from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.first_stage import resolve_retrieval
 
@@ -52,6 +53,17 @@ class ServingPlan:
     @property
     def version_key(self) -> str:
         return self.manifest.version_key
+
+    @property
+    def triton_models(self) -> list[str]:
+        """The Triton models this plan calls: the query encoder, and the reranker's (a late
+        build's document side too, for `/v1/rerank`, unless built before it)."""
+        if self.rerank is None:
+            return [ENCODER.name]
+        if self.rerank.kind != "late-interaction":
+            return [ENCODER.name, RERANKER.name]
+        late = [ENCODER.name, QUERY_TOKENS.name]
+        return late + ([DOCUMENT_TOKENS.name] if self.manifest.document_token_encoder is not None else [])
 
     def retrieval_for(self, requested: RetrievalMode | None) -> RetrievalMode:
         """A request's first stage: its own, else the plan's; `UnsupportedRetrieval` for a BM25

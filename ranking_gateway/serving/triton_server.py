@@ -2,8 +2,13 @@
 
 No container: we lay out a backend directory with the python backend and the stub for this
 interpreter's Python version, put the wheel's shared libraries on `LD_LIBRARY_PATH`, start the
-server on free loopback ports, and wait until every model is ready. The server dies with us
-(PR_SET_PDEATHSIG), so a killed gateway leaves no orphan.
+server (on free loopback ports unless given others: `ranking-gateway triton` listens on fixed
+ones on every interface, in a container), and wait until it has loaded the models. The server
+dies with us (PR_SET_PDEATHSIG), so a killed gateway leaves no orphan.
+
+A model that fails to load does not stop the server: it answers, unready, with the model
+UNAVAILABLE and Triton's reason in its model index, which the gateway quotes when it refuses to
+start (`serving.compatibility`) and `start` logs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import httpx
 
 from ranking_gateway.core.contract import ENCODER
 from ranking_gateway.core.errors import CliError
+from ranking_gateway.serving.compatibility import reason_line
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,9 @@ class TritonInstallation:
 
     @classmethod
     def from_wheel(cls) -> "TritonInstallation":
-        try:
-            import pytriton
-        except ImportError as exc:  # pragma: no cover - dependency of the package
-            raise CliError("nvidia-pytriton is not installed; it ships the embedded Triton server") from exc
+        # ModuleNotFoundError without the `embedded` extra: the CLI names the extra (cli.EXTRA_OF_MODULE)
+        import pytriton
+
         root = Path(pytriton.__file__).resolve().parent
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         inst = cls(
@@ -84,17 +89,26 @@ class EmbeddedTriton:
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    # the interface every endpoint listens on: loopback for the gateway's own Triton, "0.0.0.0"
+    # in a container (`ranking-gateway triton`)
+    address: str = "127.0.0.1"
+    # the server's log to our stdout (a container's log) instead of `log_path` or a temporary file
+    console_log: bool = False
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _log_file: object = field(default=None, init=False, repr=False)
 
     @property
+    def _connect_host(self) -> str:
+        return "127.0.0.1" if self.address in ("0.0.0.0", "::", "") else self.address
+
+    @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self._connect_host}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self._connect_host}:{self.http_port}"
 
     @property
     def pid(self) -> int | None:
@@ -104,6 +118,11 @@ class EmbeddedTriton:
     def exit_status(self) -> int | None:
         """The server's exit status once it has exited (None while it runs, or before `start`)."""
         return None if self._process is None else self._process.poll()
+
+    def wait(self) -> int:
+        """Block until the started server exits; its exit status."""
+        assert self._process is not None, "not started"
+        return self._process.wait()
 
     def _backend_directory(self, inst: TritonInstallation) -> Path:
         """The python backend needs the stub for our Python next to `libtriton_python.so`."""
@@ -152,22 +171,26 @@ class EmbeddedTriton:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-port={self.metrics_port}",
-            "--http-address=127.0.0.1",
-            "--grpc-address=127.0.0.1",
+            f"--http-address={self.address}",  # the metrics endpoint's too
+            f"--grpc-address={self.address}",
             "--allow-metrics=true",
             "--disable-auto-complete-config",
-            "--exit-on-error=true",
+            # a model that fails to load leaves it serving, unready, with the reason in its model
+            # index (which the gateway quotes) rather than exiting with it in the log alone
+            "--exit-on-error=false",
             "--exit-timeout-secs=10",
             "--log-verbose=0",
         ]
-        log_path = self.log_path or Path(self._workdir.name) / "tritonserver.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = log_path.open("ab")
-        log.info("starting embedded Triton (grpc %s, http %s), log: %s", self.grpc_url, self.http_url, log_path)
+        log_path = None if self.console_log else self.log_path or Path(self._workdir.name) / "tritonserver.log"
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = log_path.open("ab")
+        log.info("starting embedded Triton (grpc %s:%d, http %s:%d), log: %s", self.address, self.grpc_port,
+                 self.address, self.http_port, log_path or "stdout")
         self._process = subprocess.Popen(
             cmd,
             env=self._environment(inst),
-            stdout=self._log_file,
+            stdout=self._log_file,  # None: ours
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
@@ -182,20 +205,36 @@ class EmbeddedTriton:
             raise
         return self
 
-    def _wait_ready(self, log_path: Path) -> None:
+    def _wait_ready(self, log_path: Path | None) -> None:
+        """Until the server answers: it opens its endpoints once it has tried to load every model,
+        so it is then ready, or serving without the models that failed (logged, with Triton's reasons)."""
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 assert self._process is not None
                 if self._process.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-3000:]
+                    tail = log_path.read_text(errors="replace")[-3000:] if log_path else "(its log is above)"
                     raise CliError(f"tritonserver exited with status {self._process.returncode}:\n{tail}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(f"{self.http_url}/v2/health/ready").status_code == 200:
-                        log.info("embedded Triton is ready")
+                    if client.get(f"{self.http_url}/v2/health/live").status_code == 200:
+                        self._report_readiness(client)
                         return
                 time.sleep(0.5)
-        raise CliError(f"tritonserver was not ready after {self.startup_timeout_s:.0f} s; log: {log_path}")
+        raise CliError(f"tritonserver did not answer after {self.startup_timeout_s:.0f} s; log: {log_path or 'stdout'}")
+
+    def _report_readiness(self, client: httpx.Client) -> None:
+        try:
+            if client.get(f"{self.http_url}/v2/health/ready").status_code == 200:
+                log.info("embedded Triton is ready")
+                return
+            index = client.post(f"{self.http_url}/v2/repository/index", json={}).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("embedded Triton answers, but not what it loaded: %s", exc)
+            return
+        for model in index:
+            if model.get("state") != "READY":
+                log.error("embedded Triton serves without model %r, %s: %s", model.get("name"),
+                          model.get("state") or "not loaded", reason_line(model.get("reason")))
 
     def stop(self, timeout_s: float = 30.0) -> None:
         proc, self._process = self._process, None

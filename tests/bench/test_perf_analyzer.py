@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,46 @@ def test_profile_summary_times_the_requests_themselves(tmp_path: Path) -> None:
     s = pa.profile_summary(path, rows=16)
     assert s["inferences_per_s"] == round(16 * 100 / 1.090, 2)  # first send 0 ms, last answer 1,090 ms
     assert s["p50_ms"] == 51.0 and s["p99_ms"] == 100.0
+
+
+def test_url_measures_an_external_triton_and_starts_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --url (e.g. compose.yaml's Triton) everything goes to that server: the readiness and
+    config lookups, perf_analyzer's -u; no embedded Triton is started."""
+    from types import SimpleNamespace
+
+    import tritonclient.grpc
+
+    embedded = SimpleNamespace(EmbeddedTriton=lambda *a, **k: pytest.fail("started an embedded Triton"))
+    monkeypatch.setitem(sys.modules, "ranking_gateway.serving.triton_server", embedded)
+    clients: list[str] = []
+
+    class FakeClient:
+        def __init__(self, url: str) -> None:
+            clients.append(url)
+
+        def get_model_repository_index(self, as_json: bool) -> dict:
+            return {"models": [{"name": "query_encoder", "state": "READY"}]}
+
+    measured = []
+
+    def measure_model(binary, url, load, batches, workdir, args, client):  # noqa: ANN001, ANN202
+        measured.append((url, load.contract.name, type(client)))
+        return {"model": load.contract.name, "levels": []}
+
+    monkeypatch.setattr(tritonclient.grpc, "InferenceServerClient", FakeClient)
+    monkeypatch.setattr(pa, "Manifest", SimpleNamespace(read=lambda root: _manifest(None)))
+    monkeypatch.setattr(pa, "texts", lambda args, paths: (["a query"], ["a document"]))
+    monkeypatch.setattr(pa, "TextTokenizer", lambda path, max_length: FakeTokenizer())
+    monkeypatch.setattr(pa, "perf_analyzer_binary", lambda: "perf_analyzer")
+    monkeypatch.setattr(pa, "measure_model", measure_model)
+    monkeypatch.setattr(pa, "plot", lambda report, png: None)
+    out = tmp_path / "report.json"
+    pa.main(["--artifacts", str(tmp_path), "--url", "triton:8001", "--out", str(out)])
+    assert clients == ["triton:8001"]
+    assert measured == [("triton:8001", "query_encoder", FakeClient)]
+    assert json.loads(out.read_text())["url"] == "triton:8001"
+
+    load = pa.model_loads(_manifest(None), 16)[0]
+    args = pa.parse_args(["--url", "triton:8001"])
+    command = pa.pa_command("perf_analyzer", "triton:8001", load, tmp_path / "d.json", 1, tmp_path / "r.csv", args)
+    assert command[command.index("-u") + 1] == "triton:8001"

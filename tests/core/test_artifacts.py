@@ -14,6 +14,7 @@ from ranking_gateway.core.artifacts import (
     Manifest,
     ManifestError,
     ModelEntry,
+    Toolchain,
     sha256_of,
 )
 from ranking_gateway.core.errors import CliError
@@ -56,6 +57,20 @@ def test_the_bm25_stemmer_round_trips_and_is_optional(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
     read = Manifest.read(tmp_path).bm25
     assert read is not None and read.stemmer is None and read.vocabulary == 10
+
+
+def test_the_toolchain_round_trips_and_is_optional(tmp_path: Path) -> None:
+    """What the build ran with (checked against Triton at start-up); manifests from before it still read."""
+    tools = Toolchain(onnx_opset=17, torch="2.13.0", onnx="1.17.0", onnxruntime="1.20.1", tensorrt="10.5.0",
+                      triton_server="2.51.0", triton_image="nvcr.io/nvidia/tritonserver:24.10-py3")
+    manifest = _manifest(toolchain=tools)
+    manifest.write(tmp_path)
+    assert Manifest.read(tmp_path) == manifest and Manifest.read(tmp_path).toolchain == tools
+    assert manifest.version_key == _manifest().version_key  # same models, same cache
+    data = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    del data["toolchain"]
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(data))
+    assert Manifest.read(tmp_path).toolchain is None
 
 
 def _manifest(**changes) -> Manifest:

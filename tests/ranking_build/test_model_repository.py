@@ -53,7 +53,9 @@ def test_tensorrt_config_has_fixed_shape_batches() -> None:
 def test_token_encoder_templates_declare_per_token_outputs(contract: ModelContract, target: str) -> None:
     """Both late-interaction sides have a template for each target, with [tokens, dim] outputs."""
     serving = TritonModelSettings(max_batch_size=8, preferred_batch_sizes=(2, 4), queue_delay_us=100)
-    config = render_config(contract, target, serving, dim=32, runtime="onnx_fp32")  # type: ignore[arg-type]
+    config = render_config(
+        contract, target, serving, dim=32, runtime="onnx_fp32", onnx_opset=17, onnxruntime_version="1.20.1"  # type: ignore[arg-type]
+    )
     assert "$" not in config and f'name: "{contract.name}"' in config and "dims: [ -1, 32 ]" in config
     assert _declared(config, "input") == list(contract.inputs) and _declared(config, "output") == [contract.output]
 
