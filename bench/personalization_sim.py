@@ -13,6 +13,8 @@ Two modes:
 * in-process (default): the real `Personalization` (event validation, JSONL event log, profile
   store, scorer) on top of a non-personalised ranking by the gateway's dense first stage, exact
   inner product over the index's embeddings (the retrieval score stands in for the reranker score);
+  `--personalize-depth` of those candidates are personalised (default all `--candidates`), and
+  `--protect-head-z` / `--weights` set the scorer (default: the product's defaults);
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
   without `user_id`, `POST /v1/events`), which also measures the latency of `POST /v1/events` and
   the time from an event's acknowledgement to a search answering with the changed ranking.
@@ -117,16 +119,21 @@ class InProcessBackend:
     """The real Personalization over the first stage's candidate ranking."""
 
     def __init__(self, embeddings: np.ndarray, ids: list[str], texts: list[str], top: np.ndarray,
-                 top_scores: np.ndarray, log_dir: Path, weights: Path | None) -> None:
+                 top_scores: np.ndarray, log_dir: Path, weights: Path | None,
+                 protect_head_z: float | None | str = "default", depth: int | None = None) -> None:
         from ranking_gateway.personalization.jsonl_log import JsonlEventLog
         from ranking_gateway.personalization.memory_store import InMemoryProfileStore
         from ranking_gateway.personalization.scorer import PersonalScorer
         from ranking_gateway.personalization.service import Personalization
 
+        scorer = PersonalScorer.load(weights) if weights else PersonalScorer()
+        if protect_head_z != "default":
+            scorer.protect_head_z = protect_head_z
         self.personalization = Personalization(
             embeddings=embeddings, doc_ids=ids, store=InMemoryProfileStore(), event_log=JsonlEventLog(log_dir),
-            scorer=PersonalScorer.load(weights) if weights else PersonalScorer())
+            scorer=scorer)
         self.ids, self.texts, self.top, self.top_scores = ids, texts, top, top_scores
+        self.depth = depth or top.shape[1]  # the first `depth` candidates are personalised, the rest keep their place
 
     def candidates(self, q: int) -> list[str]:
         return [self.ids[i] for i in self.top[q]]
@@ -136,9 +143,10 @@ class InProcessBackend:
         result = None
         if user is not None:
             self.personalization.log_impressions = log
+            head = slice(0, self.depth)
             result = await self.personalization.personalize(
-                user, self.top[q], self.top_scores[q], self.top_scores[q], request_id=request_id, k=k,
-                query=self.texts[q])
+                user, self.top[q][head], self.top_scores[q][head], self.top_scores[q][head], request_id=request_id,
+                k=k, query=self.texts[q])
         order = result.order if result is not None else range(min(k, len(self.top[q])))
         return Ranking([self.ids[self.top[q][i]] for i in order], request_id)
 
@@ -301,6 +309,7 @@ async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int
         if reached:
             m = np.array([u.ndcg[c] for u in reached])
             gain = m[:, 0] - m[:, 1]
+            query_change = m[:, 2] - m[:, 3]
             results[str(c)] = {
                 "users": len(reached),
                 "ndcg@10_personalized": float(m[:, 0].mean()),
@@ -309,6 +318,8 @@ async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int
                 "gain_ci95": float(1.96 * gain.std(ddof=1) / math.sqrt(len(reached))) if len(reached) > 1 else None,
                 "query_ndcg@10_personalized": float(m[:, 2].mean()),
                 "query_ndcg@10_not_personalized": float(m[:, 3].mean()),
+                "query_change_ci95": float(1.96 * query_change.std(ddof=1) / math.sqrt(len(reached)))
+                if len(reached) > 1 else None,
             }
     out: dict[str, Any] = {"ndcg_by_clicks": results}
     if args.url:
@@ -344,6 +355,12 @@ def plot(results: dict[str, Any], path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _z_or_none(value: str) -> float | None | str:
+    if value in ("default", "none"):
+        return None if value == "none" else value
+    return float(value)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", type=Path, help="build output: index/embeddings.npy + index/documents.jsonl")
@@ -362,6 +379,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--p-click", type=float, default=0.9)
     p.add_argument("--p-noise", type=float, default=0.05)
     p.add_argument("--weights", type=Path, help="personaliser weights JSON (in-process mode)")
+    p.add_argument("--protect-head-z", type=_z_or_none, default="default",
+                   help="scorer's protected head: candidates with primary z-score >= Z keep their place; "
+                        "'none': off; default: the product's default (in-process mode)")
+    p.add_argument("--personalize-depth", type=int,
+                   help="personalise only the first N of the --candidates (the rest keep their place; in-process)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="", help="suffix of the output file names")
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
@@ -396,7 +418,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
         backend: Any = HttpBackend(args.url, texts, args.candidates)
     else:
-        backend = InProcessBackend(embeddings, ids, texts, candidate_lists, candidate_scores, log_dir, args.weights)
+        backend = InProcessBackend(embeddings, ids, texts, candidate_lists, candidate_scores, log_dir, args.weights,
+                                   args.protect_head_z, args.personalize_depth)
     start = time.perf_counter()
     try:
         results = await simulate(args, backend, users, labels_of, qrels, rng)

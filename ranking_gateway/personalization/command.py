@@ -27,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="where to write the weights JSON")
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of requests held out (default 0.2)")
     parser.add_argument("--l2", type=float, default=1.0, help="L2 penalty on the non-bias weights (default 1.0)")
+    parser.add_argument(
+        "--position-bias",
+        action="store_true",
+        help="fit with a log(position) term that absorbs the examination bias of clicks, and keep "
+        "only the feature weights (docs/personalization.md: what it did on simulated users)",
+    )
     parser.add_argument("--redis-stream", default="rg:events", help="stream name with a redis:// --events")
     parser.set_defaults(handler=run)
 
@@ -60,7 +66,13 @@ def load_records(source: str, stream: str = "rg:events") -> list[dict[str, Any]]
 
 def run(args: argparse.Namespace) -> int:
     from ranking_gateway.personalization.scorer import FEATURE_NAMES, PersonalScorer
-    from ranking_gateway.personalization.trainer import build_dataset, evaluate, fit_logistic, holdout_mask
+    from ranking_gateway.personalization.trainer import (
+        build_dataset,
+        evaluate,
+        fit_logistic,
+        fit_position_debiased,
+        holdout_mask,
+    )
 
     if not 0.0 <= args.holdout < 1.0:
         raise CliError("--holdout must be in [0, 1)")
@@ -73,18 +85,30 @@ def run(args: argparse.Namespace) -> int:
     train = ~test
     if data.labels[train].sum() == 0 or data.labels[train].sum() == train.sum():
         raise CliError("the training split has a single class; log more searches and clicks")
-    weights = fit_logistic(data.features[train], data.labels[train], l2=args.l2)
+    position_weight = None
+    if args.position_bias:
+        weights, position_weight = fit_position_debiased(
+            data.features[train], data.labels[train], data.positions[train], l2=args.l2
+        )
+    else:
+        weights = fit_logistic(data.features[train], data.labels[train], l2=args.l2)
     default = PersonalScorer().weights
     fitted = PersonalScorer(weights=weights)
     report: dict[str, Any] = {
         "examples": {"train": int(train.sum()), "heldout": int(test.sum())},
         "positives": {"train": int(data.labels[train].sum()), "heldout": int(data.labels[test].sum())},
+        "position_bias": {"log_position_weight": position_weight} if args.position_bias else None,
     }
     if test.any():
         report["heldout"] = {
             "fitted": evaluate(data.features[test], data.labels[test], weights),
             "default": evaluate(data.features[test], data.labels[test], default),
         }
+        if position_weight is not None:  # the whole fitted model, position term included
+            with_position = np.column_stack([data.features[test], np.log(data.positions[test])])
+            report["heldout"]["fitted_with_position"] = evaluate(
+                with_position, data.labels[test], np.concatenate([weights, [position_weight]])
+            )
     out = {**fitted.to_json(), "training": report}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

@@ -40,6 +40,14 @@ class Personalized:
     scores: list[float]
 
 
+def scorer_for(settings: PersonalizationSettings) -> PersonalScorer:
+    """The weights of `settings.weights` (else the defaults) with the settings' protected head."""
+    scorer = PersonalScorer.load(settings.weights) if settings.weights else PersonalScorer()
+    scorer.protect_head_z = settings.protect_head_z
+    scorer.__post_init__()  # validate the setting like the constructor does
+    return scorer
+
+
 class Personalization:
     """The personalisation side of one gateway process; `open` picks its backends."""
 
@@ -92,7 +100,7 @@ class Personalization:
             doc_ids=doc_ids,
             store=store,
             event_log=event_log,
-            scorer=PersonalScorer.load(settings.weights) if settings.weights else PersonalScorer(),
+            scorer=scorer_for(settings),
             log_impressions=settings.log_impressions,
         )
 

@@ -5,6 +5,13 @@ Every impression line holds the features of the documents a search showed a user
 (click, dwell, purchase) for that document came back under the same `request_id` and user.
 The model is an L2-regularised logistic regression fitted by Newton's method (numpy only),
 evaluated on requests held out by a hash of their id against the default weights.
+
+Position bias: a shown document is clicked more the higher it was shown, whatever its features
+(clicks were logged with the positions they were shown at: an impression's `doc_ids` are in the
+order shown). With `train-personalizer --position-bias` the fit models
+`logit P(click) = W^T f + b * log(position)`: the position term absorbs the examination bias, and
+only `W` is kept for serving (where there is no position yet). Without it the bias leaks into the
+features that correlate with position (`primary` above all).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class Dataset:
     features: np.ndarray  # float64 [n, n_features]
     labels: np.ndarray  # float64 [n], 0/1
     request_ids: list[str]  # per example
+    positions: np.ndarray | None = None  # float64 [n], 1-based rank the example was shown at
 
 
 def build_dataset(records: Iterable[dict[str, Any]]) -> Dataset:
@@ -40,19 +48,22 @@ def build_dataset(records: Iterable[dict[str, Any]]) -> Dataset:
     feats: list[list[float]] = []
     labels: list[float] = []
     request_ids: list[str] = []
+    positions: list[float] = []
     for request_id, imp in impressions.items():
         rows = imp.get("features") or []
         doc_ids = imp.get("doc_ids") or []
-        for doc_id, row in zip(doc_ids, rows):
+        for position, (doc_id, row) in enumerate(zip(doc_ids, rows), start=1):
             if len(row) != len(FEATURE_NAMES):
                 continue  # logged by a gateway with another feature set
             feats.append([float(x) for x in row])
             labels.append(1.0 if (request_id, imp.get("user_id"), doc_id) in positives else 0.0)
             request_ids.append(request_id)
+            positions.append(float(position))
     return Dataset(
         features=np.array(feats, dtype=np.float64).reshape(-1, len(FEATURE_NAMES)),
         labels=np.array(labels, dtype=np.float64),
         request_ids=request_ids,
+        positions=np.array(positions, dtype=np.float64),
     )
 
 
@@ -77,6 +88,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, iterations: i
         if np.max(np.abs(step)) < 1e-8:
             break
     return w
+
+
+def fit_position_debiased(
+    x: np.ndarray, y: np.ndarray, positions: np.ndarray, *, l2: float = 1.0, iterations: int = 50
+) -> tuple[np.ndarray, float]:
+    """(W, b): the logistic fit of `W^T f + b * log(position)`; W alone is what serving uses.
+    The features' last column stays the (unpenalised) bias; b is penalised like the features."""
+    xp = np.column_stack([x[:, :-1], np.log(np.asarray(positions, dtype=np.float64)), x[:, -1:]])
+    w = fit_logistic(xp, y, l2=l2, iterations=iterations)
+    return np.concatenate([w[:-2], w[-1:]]), float(w[-2])
 
 
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:

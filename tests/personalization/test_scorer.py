@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from ranking_gateway.personalization.profiles import apply_event
-from ranking_gateway.personalization.scorer import FEATURE_NAMES, PersonalScorer, candidate_features
+from ranking_gateway.personalization.scorer import (
+    DEFAULT_PROTECT_HEAD_Z,
+    FEATURE_NAMES,
+    LEGACY_WEIGHTS,
+    PersonalScorer,
+    candidate_features,
+)
 
 rng = np.random.default_rng(0)
 EMB = rng.normal(size=(6, 16)).astype(np.float32)
@@ -59,23 +65,57 @@ def spread_candidates(sims):
     return emb
 
 
-def test_the_profile_moves_a_document_a_few_places_but_not_past_a_clear_reranker_winner():
-    # a realistic spread: candidates' cosines to a profile differ by a few tenths
+def favourite_profile_and_embeddings():
+    # a realistic spread: candidates' cosines to a profile differ by a few tenths; c9 is the favourite
     sims = [0.2, 0.3, 0.3, 0.25, 0.35, 0.3, 0.2, 0.3, 0.25, 0.65]
     emb = spread_candidates(sims)
     profile = apply_event(None, user_id="u", doc_id="elsewhere", type="click", weight=1.0, ts=0.0,
                           embedding=np.eye(1, emb.shape[1], 0)[0], half_life_s=3600.0)
+    return profile, emb
 
-    def rank(primary):
-        f = candidate_features(profile, rows=np.arange(10), embeddings=emb, row_of={}, primary=np.asarray(primary),
-                               retrieval=np.asarray(primary), now=0.0)
-        return list(PersonalScorer().rank(f)[0])
 
-    evenly = rank(np.linspace(1.0, 0.0, 10))  # evenly spaced reranker scores
-    assert 1 <= 9 - evenly.index(9) <= 5  # the profile's favourite climbs, a few places
-    assert evenly[0] == 0
-    winner = rank([5.0, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1])  # c0 is far ahead
+def rank_with(scorer, primary):
+    profile, emb = favourite_profile_and_embeddings()
+    f = candidate_features(profile, rows=np.arange(10), embeddings=emb, row_of={}, primary=np.asarray(primary),
+                           retrieval=np.asarray(primary), now=0.0)
+    return [int(i) for i in scorer.rank(f)[0]]
+
+
+EVENLY = np.linspace(1.0, 0.0, 10)  # evenly spaced reranker scores: no clear winner (z < 1.6)
+WINNER = [5.0, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1]  # c0 far ahead (z ~ 2.9)
+
+
+def test_legacy_weights_move_a_document_a_few_places_but_not_past_a_clear_reranker_winner():
+    legacy = PersonalScorer(weights=np.array(LEGACY_WEIGHTS), protect_head_z=None)
+    evenly = rank_with(legacy, EVENLY)
+    assert 1 <= 9 - evenly.index(9) <= 5 and evenly[0] == 0  # the favourite climbs, a few places
+    winner = rank_with(legacy, WINNER)
     assert winner[0] == 0 and winner.index(9) < 9
+
+
+def test_default_profile_leads_when_no_candidate_is_a_clear_winner_and_never_passes_one():
+    scorer = PersonalScorer()
+    assert scorer.protect_head_z == DEFAULT_PROTECT_HEAD_Z == 2.0
+    assert rank_with(scorer, EVENLY)[0] == 9  # no protected head: the profile's favourite leads
+    winner = rank_with(scorer, WINNER)
+    assert winner[:2] == [0, 9]  # the clear winner keeps its place, the favourite comes right after
+    # the protected head is what keeps the winner there: the same weights without it bury it
+    assert rank_with(PersonalScorer(protect_head_z=None), WINNER)[0] == 9
+
+
+def test_the_protected_head_keeps_its_incoming_order_and_the_rest_is_ranked_by_score():
+    feats = np.zeros((6, len(FEATURE_NAMES)))
+    feats[:, 0] = [2.5, 0.0, 2.1, -1.0, 3.0, 0.5]  # protected (z >= 2): rows 0, 2, 4 in that order
+    feats[:, 2] = [0.0, 0.1, 0.0, 0.9, 0.0, 0.2]
+    feats[:, 4] = 1.0
+    order, scores = PersonalScorer(protect_head_z=2.0).rank(feats)
+    assert order.tolist() == [0, 2, 4, 3, 5, 1]
+    assert np.allclose(scores, PersonalScorer().score(feats))
+    assert PersonalScorer(protect_head_z=None).rank(feats)[0].tolist() == [3, 4, 0, 5, 2, 1]  # by score only
+    assert sorted(PersonalScorer(protect_head_z=10.0).rank(feats)[0].tolist()) == list(range(6))
+    assert PersonalScorer().rank(feats[:0])[0].tolist() == []
+    with pytest.raises(ValueError):
+        PersonalScorer(protect_head_z=float("nan"))
 
 
 def test_weights_round_trip_and_are_validated(tmp_path):

@@ -1,3 +1,4 @@
+import json
 import asyncio
 import logging
 import time
@@ -121,3 +122,32 @@ def test_redis_down_refuses_the_event_and_fails_the_personal_step(tmp_path, dead
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_settings_choose_the_protected_head_and_the_weights(tmp_path):
+    from dataclasses import replace
+
+    from ranking_gateway.personalization.scorer import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, PersonalScorer
+
+    default = Personalization.open(SETTINGS, tmp_path / "a", EMB, DOC_IDS).scorer
+    assert default.protect_head_z == 2.0 and default.weights.tolist() == list(DEFAULT_WEIGHTS)
+    weights = tmp_path / "legacy.json"
+    weights.write_text(json.dumps(PersonalScorer(weights=np.array(LEGACY_WEIGHTS)).to_json()))
+    legacy = Personalization.open(replace(SETTINGS, weights=weights, protect_head_z=None), tmp_path / "b", EMB,
+                                  DOC_IDS).scorer
+    assert legacy.protect_head_z is None and legacy.weights.tolist() == list(LEGACY_WEIGHTS)
+    with pytest.raises(ValueError):
+        Personalization.open(replace(SETTINGS, protect_head_z=float("inf")), tmp_path / "c", EMB, DOC_IDS)
+
+
+def test_a_clear_winner_keeps_its_place_for_a_user_with_a_profile(tmp_path):
+    async def main():
+        p = open_(tmp_path)
+        primary = np.array([9.0, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])  # ROWS[0] far ahead
+        await p.record(click("bob", "doc6"))  # row 6: the last candidate
+        out = await p.personalize("bob", ROWS, primary, primary, request_id="r", k=5, query="q")
+        await p.close()
+        return out
+
+    out = asyncio.run(main())
+    assert out.order[:2] == [0, 9]  # the winner stays first, the clicked document comes right after

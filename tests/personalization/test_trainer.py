@@ -5,7 +5,13 @@ import pytest
 
 from ranking_gateway.cli import main
 from ranking_gateway.personalization.scorer import FEATURE_NAMES, sigmoid
-from ranking_gateway.personalization.trainer import auc, build_dataset, fit_logistic, holdout_mask
+from ranking_gateway.personalization.trainer import (
+    auc,
+    build_dataset,
+    fit_logistic,
+    fit_position_debiased,
+    holdout_mask,
+)
 
 TRUE_W = np.array([1.5, 0.0, 2.0, 0.5, -2.5])
 
@@ -88,3 +94,46 @@ def test_train_personalizer_refuses_logs_without_clicks(tmp_path, capsys):
     assert main(["train-personalizer", "--events", str(tmp_path / "missing"), "--out", str(tmp_path / "w.json")]) == 2
     err = capsys.readouterr().err
     assert "no clicks joined" in err and "no such event log" in err
+
+
+def position_biased_log(path, n_requests=3000, seed=5):
+    """Clicks with logit W.f - log(position): documents shown higher are clicked more whatever
+    their features, and `primary` falls with the position (the ranking put better ones first)."""
+    rng = np.random.default_rng(seed)
+    positions = np.arange(1, 11)
+    with path.open("w") as fh:
+        for r in range(n_requests):
+            primary = np.sort(rng.normal(size=10))[::-1] + 0.3 * rng.normal(size=10)
+            feats = np.column_stack([primary, rng.normal(size=(10, 2)), np.zeros(10), np.ones(10)])
+            clicks = rng.random(10) < sigmoid(feats @ TRUE_W - np.log(positions))
+            ids = [f"d{r}-{i}" for i in range(10)]
+            fh.write(json.dumps({"kind": "impression", "request_id": f"p{r}", "user_id": "u", "doc_ids": ids,
+                                 "features": feats.tolist()}) + "\n")
+            for i in np.flatnonzero(clicks):
+                fh.write(json.dumps({"kind": "event", "type": "click", "request_id": f"p{r}", "user_id": "u",
+                                     "doc_id": ids[i], "ts": 1.0, "position": int(i + 1)}) + "\n")
+    return path
+
+
+def test_the_position_term_absorbs_the_examination_bias(tmp_path):
+    data = build_dataset(json.loads(line) for line in position_biased_log(tmp_path / "log.jsonl").open())
+    assert data.positions.tolist()[:10] == list(range(1, 11))
+    w, b = fit_position_debiased(data.features, data.labels, data.positions, l2=1e-3)
+    naive = fit_logistic(data.features, data.labels, l2=1e-3)
+    assert b == pytest.approx(-1.0, abs=0.25)
+    assert abs(w[0] - TRUE_W[0]) < 0.2  # primary: its true weight
+    assert naive[0] - TRUE_W[0] > 0.3  # without the term, the position bias inflates primary
+    assert abs(w[2] - TRUE_W[2]) < 0.2 and w.shape == (len(FEATURE_NAMES),)
+
+
+def test_train_personalizer_with_position_bias_keeps_only_the_feature_weights(tmp_path, capsys):
+    log = position_biased_log(tmp_path / "log.jsonl", 1500)
+    out = tmp_path / "w.json"
+    assert main(["train-personalizer", "--events", str(log), "--out", str(out), "--position-bias"]) == 0
+    written = json.loads(out.read_text())
+    assert list(written["weights"]) == list(FEATURE_NAMES)
+    assert written["training"]["position_bias"]["log_position_weight"] < -0.5
+    held = written["training"]["heldout"]
+    assert held["fitted_with_position"]["auc"] > held["fitted"]["auc"] - 0.05
+    assert main(["train-personalizer", "--events", str(log), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["training"]["position_bias"] is None
