@@ -52,7 +52,8 @@ def triton_command(artifacts: ArtifactPaths, log_path: Path) -> Iterator[tuple[s
         while True:
             assert proc.poll() is None, f"triton exited: {log_path.read_text()[-3000:]}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/v2/health/ready").status_code == 200:
+                # ready, and the command past its start-up (a death before that is a failed start)
+                if httpx.get(f"{url}/v2/health/ready").status_code == 200 and "Triton serving" in log_path.read_text():
                     break
             assert time.monotonic() < deadline, "Triton did not become ready"
             time.sleep(0.5)
