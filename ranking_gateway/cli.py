@@ -18,6 +18,7 @@ from ranking_gateway.core.errors import CliError
 COMMAND_MODULES: tuple[str, ...] = (
     "ranking_build.command",
     "ranking_gateway.serving.command",
+    "ranking_gateway.serving.deploy_command",
     "ranking_gateway.serving.triton_command",
     "ranking_gateway.training.command",
     "ranking_gateway.evaluation.command",

@@ -6,120 +6,125 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ranking_gateway.core.config import GatewaySettings, SearchLimits
-from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER
-from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.admission import AdmissionGate
 from ranking_gateway.serving.auth import ApiKeys
 from ranking_gateway.serving.cache import LruTtlCache, SingleFlightCache
+from ranking_gateway.serving.deploy import Deployer, LiveTriton
 from ranking_gateway.serving.index import DocumentIndex
 from ranking_gateway.serving.metrics import GatewayMetrics, RequestCounter
 from ranking_gateway.serving.plan import ServingPlan, resolve
+from ranking_gateway.serving.query_stats import RecentQueries
 from ranking_gateway.serving.redis_cache import RedisCacheStore, make_redis
 from ranking_gateway.serving.rerank_api import RerankService
 from ranking_gateway.serving.routes import EXCEPTION_HANDLERS, ROUTES
-from ranking_gateway.serving.search import LateInteractionReranker, Reranker, SearchPipeline
-from ranking_gateway.serving.tokenization import TextTokenizer
+from ranking_gateway.serving.search import SearchPipeline
 from ranking_gateway.serving.triton_client import TritonModels
+from ranking_gateway.serving.version import ServingVersion, Shared
 
 
 @dataclass
 class Gateway:
-    """What the routes need, built once in the lifespan."""
+    """What the routes need, built once in the lifespan. `current` is the version being served:
+    a live swap (`serving.deploy`) replaces it with one assignment; everything else is shared by
+    every version and lives as long as the process."""
 
-    plan: ServingPlan
-    index: DocumentIndex
-    models: TritonModels
-    search: SearchPipeline
-    personalization: Personalization
-    metrics: GatewayMetrics
+    current: ServingVersion
+    shared: Shared
+    settings: GatewaySettings
     limits: SearchLimits
     snippet_chars: int
-    rerank: RerankService
     redis: Any | None = None  # the shared redis.asyncio client with --redis-url
     api_keys: ApiKeys | None = None  # None: every route is open (serve warns off loopback)
+    recent: RecentQueries = field(default_factory=RecentQueries)  # what `deploy --warm N` warms
+    deployer: Any | None = None  # serving.deploy.Deployer, set by create_app
 
     @classmethod
-    def load(cls, plan: ServingPlan, settings: GatewaySettings, triton_url: str, metrics: GatewayMetrics) -> Gateway:
-        paths = plan.paths
-        index = DocumentIndex(paths, plan.manifest)
+    def load(
+        cls, plan: ServingPlan, settings: GatewaySettings, triton_url: str, metrics: GatewayMetrics,
+        names: dict[str, str] | None = None,
+    ) -> Gateway:
+        """`names`: the contract -> Triton model names of a live repository (None: the contract's own)."""
         models = TritonModels(triton_url, settings.triton_timeout_s, settings.rerank_chunk_size)
-        encoder_tokenizer = TextTokenizer(paths.tokenizer(ENCODER.name), plan.manifest.encoder.max_length)
-        reranker = _reranker(plan, models)
         redis = make_redis(settings.redis_url) if settings.redis_url else None
         store = (
             RedisCacheStore(redis, settings.cache.ttl_s)
             if redis is not None
             else LruTtlCache(settings.cache.max_entries, settings.cache.ttl_s)
         )
-        personalization = Personalization.open(
-            settings.personalization, plan.event_log, index.embeddings, [d.id for d in index.documents], redis
-        )
-        gate = AdmissionGate(settings.admission)
-        search = SearchPipeline(
-            plan, index, models, encoder_tokenizer, reranker, SingleFlightCache(store), metrics, personalization,
-            gate, settings.deadline_ms,
-        )
-        rerank = RerankService(reranker, metrics, gate, settings.deadline_ms)  # one gate: one bound on the work
+        shared = Shared(models, SingleFlightCache(store), AdmissionGate(settings.admission), metrics)
+
+        def personalization(index: DocumentIndex) -> Personalization:
+            return Personalization.open(
+                settings.personalization, plan.event_log, index.embeddings, [d.id for d in index.documents], redis
+            )
+
+        current = ServingVersion.load(plan, settings, shared, names, personalization)
         api_keys = ApiKeys.read(settings.api_key_file, settings.protect_search) if settings.api_key_file else None
-        return cls(
-            plan, index, models, search, personalization, metrics, settings.limits, settings.snippet_chars, rerank,
-            redis, api_keys,
-        )
+        return cls(current, shared, settings, settings.limits, settings.snippet_chars, redis, api_keys)
+
+    # the serving version's parts, as the routes and tests read them
+    @property
+    def plan(self) -> ServingPlan:
+        return self.current.plan
+
+    @property
+    def index(self) -> DocumentIndex:
+        return self.current.index
+
+    @property
+    def models(self) -> TritonModels:
+        return self.current.models
+
+    @property
+    def search(self) -> SearchPipeline:
+        return self.current.search
+
+    @property
+    def rerank(self) -> RerankService:
+        return self.current.rerank
+
+    @property
+    def personalization(self) -> Personalization:
+        return self.current.personalization
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        return self.shared.metrics
 
     @property
     def model_names(self) -> list[str]:
-        return self.plan.triton_models
+        return self.current.model_names
 
     async def close(self) -> None:
-        await self.personalization.close()
+        await self.current.personalization.close()  # the store and event log every version shares
         if self.redis is not None:
             await self.redis.aclose()
-        await self.models.close()
-
-
-def _reranker_model(plan: ServingPlan) -> str:
-    assert plan.rerank is not None
-    return QUERY_TOKENS.name if plan.rerank.kind == "late-interaction" else RERANKER.name
-
-
-def _reranker(plan: ServingPlan, models: TritonModels) -> Reranker | LateInteractionReranker | None:
-    """The plan's reranker: a cross-encoder, or late interaction over the build's token store
-    (already checked by `plan.resolve`, so opened here without re-hashing)."""
-    if plan.rerank is None:
-        return None
-    name = _reranker_model(plan)
-    tokenizer = TextTokenizer(plan.paths.tokenizer(name), plan.rerank.max_length)
-    if plan.rerank.kind != "late-interaction":
-        return Reranker(plan.rerank, tokenizer, models)
-    entry = plan.manifest.token_store
-    assert entry is not None
-    store = TokenStore.open(plan.paths.root / entry.path, documents=plan.manifest.documents, dim=entry.dim)
-    documents = plan.manifest.document_token_encoder  # None: a build from before `/v1/rerank`
-    document_tokenizer = (
-        TextTokenizer(plan.paths.tokenizer(DOCUMENT_TOKENS.name), documents.max_length) if documents else None
-    )
-    return LateInteractionReranker(plan.rerank, tokenizer, models, store, document_tokenizer)
+        await self.shared.models.close()
 
 
 def create_app(
-    settings: GatewaySettings, triton_url: str, plan: ServingPlan | None = None, metrics: GatewayMetrics | None = None
+    settings: GatewaySettings, triton_url: str, plan: ServingPlan | None = None, metrics: GatewayMetrics | None = None,
+    live: LiveTriton | None = None,
 ) -> Starlette:
     """The gateway app; `plan` is resolved from `settings` unless the caller (serve) did it, and
-    `metrics` is shared with whoever else reports in `/metrics` (serve's Triton supervisor)."""
+    `metrics` is shared with whoever else reports in `/metrics` (serve's Triton supervisor).
+    `live`: the embedded Triton's live repository, which makes `POST /v1/admin/deploy` swap
+    models too (without it, a deploy that needs other models is refused with a 501)."""
     plan = plan or resolve(settings)
     metrics = metrics or GatewayMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        app.state.gateway = gw = Gateway.load(plan, settings, triton_url, metrics)
+        app.state.gateway = gw = Gateway.load(plan, settings, triton_url, metrics, live.names if live else None)
+        gw.deployer = Deployer(gw, live)
         try:
             await gw.personalization.start()
             # the loaded index, tokenizers and replayed profiles live as long as the process: move

@@ -22,6 +22,32 @@ from ranking_gateway.serving.schemas import RequestError
 
 
 RANKING_ROUTES = frozenset({"/v1/search", "/v1/rerank"})  # open unless --protect-search
+ADMIN_PREFIX = "/v1/admin/"  # never open: a key, or without keys a loopback client
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_admin(request: Request, keys: ApiKeys | None) -> None:
+    """The admin routes (a live swap changes what everyone is served): with `--api-key-file`, a
+    valid key; without keys, only a client on this machine (loopback), whatever `serve --host` is."""
+    if keys is not None:
+        keys.require(request)
+        return
+    client = request.client
+    if not is_loopback(client.host if client is not None else None):
+        raise RequestError(403, "forbidden", "admin routes accept only loopback clients when serve has no "
+                           "--api-key-file (start it with one to deploy from elsewhere)")
 
 
 def _digest(key: str) -> bytes:

@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ranking_gateway.serving.app import create_app
     from ranking_gateway.serving.compatibility import check_triton
+    from ranking_gateway.serving.deploy import LiveTriton
+    from ranking_gateway.serving.live_repository import LiveRepository
     from ranking_gateway.serving.metrics import GatewayMetrics
     from ranking_gateway.serving.triton_server import EmbeddedTriton, TritonInstallation
     from ranking_gateway.serving.triton_supervisor import TritonSupervisor
@@ -178,15 +180,24 @@ def run(args: argparse.Namespace) -> int:
     metrics = GatewayMetrics()
     with contextlib.ExitStack() as stack:
         triton = None
+        live = None
         if settings.triton_url is None:
-            triton = stack.enter_context(EmbeddedTriton(plan.paths.model_repository, log_path=args.triton_log))
+            # explicit model control over a live repository of version-suffixed names, so that
+            # `deploy` can load another build's models beside these (serving.live_repository)
+            repository = LiveRepository()
+            stack.callback(repository.cleanup)
+            names = repository.add(plan.paths, plan.version_key, plan.triton_models)
+            triton = stack.enter_context(
+                EmbeddedTriton(repository.path, log_path=args.triton_log, load_models=list(names.values()))
+            )
+            live = LiveTriton(repository, names, triton)
         triton_url = triton.grpc_url if triton is not None else str(settings.triton_url)
         # a Triton that cannot serve this build (another release for its engines, a model it could
         # not load) is a one-line error quoting its reason, before the gateway starts
-        check_triton(triton_url, plan.manifest, plan.triton_models)
+        check_triton(triton_url, plan.manifest, plan.triton_models, names=live.names if live else None)
         if triton is not None:
             stack.enter_context(TritonSupervisor(triton, metrics))  # restarted should it die
-        app = create_app(settings, triton_url, plan, metrics)
+        app = create_app(settings, triton_url, plan, metrics, live)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info"))
         log.info("gateway on http://%s:%d (Triton %s)", settings.host, settings.port, triton_url)
         server.run()

@@ -44,10 +44,14 @@ def _release(version: str) -> tuple[str, ...]:
 
 
 def problem(
-    manifest: Manifest, needed: Sequence[str], server_version: str, index: Sequence[Mapping[str, Any]], url: str
+    manifest: Manifest, needed: Sequence[str], server_version: str, index: Sequence[Mapping[str, Any]], url: str,
+    names: Mapping[str, str] | None = None,
 ) -> str | None:
     """Why the Triton at `url`, of `server_version` and with this model `index` (Triton's: name,
-    version, state, reason), cannot serve these artifacts' models `needed`; None if it can."""
+    version, state, reason), cannot serve these artifacts' models `needed`; None if it can.
+    `names`: the Triton name of each needed model where it is not its own (a live repository's
+    version-suffixed names); messages say the contract's name."""
+    names = names or {}
     tools = manifest.toolchain
     if manifest.target == "tensorrt" and tools is not None and tools.triton_server:
         if _release(server_version) != _release(tools.triton_server):
@@ -57,7 +61,7 @@ def problem(
                 "other: serve them from that image, or rebuild them for this Triton's TensorRT"
             )
     for name in needed:
-        versions = [m for m in index if m.get("name") == name]
+        versions = [m for m in index if m.get("name") == names.get(name, name)]
         if not versions:
             return f"Triton at {url} has no model {name!r}: is it serving this build's model repository?"
         if any(m.get("state") == READY for m in versions):
@@ -73,13 +77,18 @@ def _loading(index: Sequence[Mapping[str, Any]], needed: Sequence[str]) -> bool:
     return any(m.get("name") in needed and m.get("state") == LOADING for m in index)
 
 
-def check_triton(url: str, manifest: Manifest, needed: Sequence[str], wait_s: float = STARTUP_WAIT_S) -> None:
+def check_triton(
+    url: str, manifest: Manifest, needed: Sequence[str], wait_s: float = STARTUP_WAIT_S,
+    names: Mapping[str, str] | None = None,
+) -> None:
     """Ask the Triton at `url` (gRPC) what it is and serves; `IncompatibleTriton` where it cannot
     serve `needed` of these artifacts. Waits up to `wait_s` for a Triton that does not answer yet
     or is still loading one of them; past that, warns and lets the gateway start."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
+    names = dict(names or {})
+    served = [names.get(n, n) for n in needed]
     deadline = time.monotonic() + wait_s
     client = grpcclient.InferenceServerClient(url)
     try:
@@ -87,7 +96,7 @@ def check_triton(url: str, manifest: Manifest, needed: Sequence[str], wait_s: fl
             try:
                 version = str(client.get_server_metadata(as_json=True, client_timeout=5.0).get("version", "?"))
                 index = client.get_model_repository_index(as_json=True, client_timeout=5.0).get("models", [])
-                if not _loading(index, needed) or time.monotonic() >= deadline:
+                if not _loading(index, served) or time.monotonic() >= deadline:
                     break
             except InferenceServerException as exc:
                 if time.monotonic() >= deadline:
@@ -97,10 +106,10 @@ def check_triton(url: str, manifest: Manifest, needed: Sequence[str], wait_s: fl
             time.sleep(0.5)
     finally:
         client.close()
-    reason = problem(manifest, needed, version, index, url)
+    reason = problem(manifest, needed, version, index, url, names)
     if reason is not None:
         raise IncompatibleTriton(reason)
-    states = {m.get("name"): m.get("state") for m in index if m.get("name") in needed}
+    states = {m.get("name"): m.get("state") for m in index if m.get("name") in served}
     unready = sorted(name for name, state in states.items() if state != READY)
     if unready:
         log.warning("Triton %s at %s has not loaded %s (no reason given); searches degrade until it does",

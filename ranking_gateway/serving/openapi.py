@@ -98,6 +98,27 @@ def operations(limits: SearchLimits) -> dict[tuple[str, str], Operation]:
             path_user_id=True,
             tags=("personalisation",),
         ),
+        ("post", "/v1/admin/deploy"): Operation(
+            "Live swap: serve other artifacts (or personaliser weights) without a restart, or roll back",
+            {200: Answer("Swapped: the new version serves, the old one is drained and its models unloaded.",
+                         schemas.DEPLOY_REPORT),
+             400: BAD_JSON, 413: TOO_LARGE,
+             403: _error("`forbidden`: without `serve --api-key-file`, only loopback clients may deploy."),
+             409: _error("`deploy_in_progress`, `already_serving` or `no_previous_version` (nothing to roll back to)."),
+             422: _error("`invalid_request`/`unknown_field`; the candidate refused, the old version still serving: "
+                         "`invalid_artifacts`, `model_load_failed`, `canary_failed`."),
+             501: _error("`live_swap_unsupported`: an external Triton (`serve --triton-url`), whose models the "
+                         "gateway does not manage."),
+             503: _error("`models_not_ready`: Triton loaded the candidate's models but does not report them READY.")},
+            body=schemas.DEPLOY_BODY,
+            tags=("operations",),
+        ),
+        ("get", "/v1/admin/deploy"): Operation(
+            "What is served, and what a rollback would go back to",
+            {200: Answer("The serving and the previous version.", schemas.DEPLOY_STATUS),
+             403: _error("`forbidden`: without `serve --api-key-file`, only loopback clients.")},
+            tags=("operations",),
+        ),
         ("get", "/healthz"): Operation("Liveness", {200: Answer("The process answers.", schemas.HEALTH)},
                                        tags=("operations",)),
         ("get", "/readyz"): Operation(

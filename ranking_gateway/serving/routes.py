@@ -23,6 +23,8 @@ from starlette.routing import Route
 
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.serving.admission import Overloaded
+from ranking_gateway.serving.auth import require_admin
+from ranking_gateway.serving.deploy import DeployError, DeployRequest
 from ranking_gateway.serving.openapi import openapi_document
 from ranking_gateway.serving.plan import UnsupportedRetrieval
 from ranking_gateway.serving.rerank_api import DeadlineExceeded, NoReranker, RerankResult
@@ -38,6 +40,7 @@ from ranking_gateway.serving.search import SearchResult
 
 if TYPE_CHECKING:
     from ranking_gateway.serving.app import Gateway
+    from ranking_gateway.serving.index import DocumentIndex
 
 # one line per erasure, for whoever must show that it happened (user id hashed, never the key)
 audit = logging.getLogger("ranking_gateway.audit")
@@ -72,8 +75,8 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> object:
         raise RequestError(400, "invalid_json", "the request body is nested too deeply") from None
 
 
-def render_search(result: SearchResult, gw: Gateway) -> dict:
-    index = gw.index
+def render_search(result: SearchResult, index: DocumentIndex, snippet_chars: int) -> dict:
+    """`index`: the version's that ranked it (a live swap may have switched since)."""
     return {
         "request_id": result.request_id,
         "results": [
@@ -82,7 +85,7 @@ def render_search(result: SearchResult, gw: Gateway) -> dict:
                 "score": hit.score,
                 "retrieval_score": hit.retrieval_score,
                 "title": index.documents[hit.row].title,
-                "snippet": index.snippet(hit.row, gw.snippet_chars),
+                "snippet": index.snippet(hit.row, snippet_chars),
             }
             for hit in result.hits
         ],
@@ -122,7 +125,9 @@ async def search(request: Request) -> Response:
     require_key(request)
     gw = gateway(request)
     parsed = SearchRequest.parse(await read_json(request), gw.limits)
-    return JSONResponse(render_search(await gw.search.search(parsed), gw))
+    gw.recent.record(parsed)
+    with gw.current.in_use() as version:  # one version from here to the answer, whatever a swap does meanwhile
+        return JSONResponse(render_search(await version.search.search(parsed), version.index, gw.snippet_chars))
 
 
 async def rerank(request: Request) -> Response:
@@ -130,7 +135,8 @@ async def rerank(request: Request) -> Response:
     require_key(request)
     gw = gateway(request)
     parsed = RerankRequest.parse(await read_json(request, gw.limits.max_rerank_body_bytes), gw.limits)
-    return JSONResponse(render_rerank(await gw.rerank.rerank(parsed), parsed))
+    with gw.current.in_use() as version:
+        return JSONResponse(render_rerank(await version.rerank.rerank(parsed), parsed))
 
 
 async def record_event(request: Request) -> Response:
@@ -160,6 +166,21 @@ async def delete_user(request: Request) -> Response:
     erased = await gateway(request).personalization.erase(user_id)
     audit.info("erased user sha256:%s at %.3f", hashlib.sha256(user_id.encode()).hexdigest()[:16], time.time())
     return JSONResponse(erased)
+
+
+async def admin_deploy(request: Request) -> Response:
+    """A live swap (`serving.deploy`): the report once the new version serves and the old one is
+    drained and unloaded; a refusal (the old version still serving) says why."""
+    gw = gateway(request)
+    require_admin(request, gw.api_keys)
+    parsed = DeployRequest.parse(await read_json(request))
+    return JSONResponse(await gw.deployer.deploy(parsed))
+
+
+async def admin_deploy_status(request: Request) -> Response:
+    gw = gateway(request)
+    require_admin(request, gw.api_keys)
+    return JSONResponse(gw.deployer.describe())
 
 
 async def healthz(request: Request) -> Response:
@@ -193,6 +214,8 @@ ROUTES = [
     Route("/v1/events", record_event, methods=["POST"]),
     Route("/v1/users/{user_id}/profile", user_profile, methods=["GET"]),
     Route("/v1/users/{user_id}", delete_user, methods=["DELETE"]),
+    Route("/v1/admin/deploy", admin_deploy, methods=["POST"]),
+    Route("/v1/admin/deploy", admin_deploy_status, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
@@ -230,6 +253,12 @@ async def deadline_exceeded(request: Request, exc: Exception) -> Response:
     return error_response(504, "deadline_exceeded", str(exc))
 
 
+async def deploy_refused(request: Request, exc: Exception) -> Response:
+    """A live swap refused (the old version still serving): its status, code and reason."""
+    assert isinstance(exc, DeployError)
+    return error_response(exc.status, exc.code, str(exc))
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -248,6 +277,7 @@ EXCEPTION_HANDLERS = {
     Overloaded: overloaded,
     NoReranker: no_reranker,
     DeadlineExceeded: deadline_exceeded,
+    DeployError: deploy_refused,
     HTTPException: http_error,
     Exception: server_error,
 }

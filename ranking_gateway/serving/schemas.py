@@ -552,3 +552,40 @@ OPENAPI = Shape(
     ),
     closed=False,
 )
+
+# `POST /v1/admin/deploy` (serving.deploy): a live swap to other artifacts or personaliser weights
+DEPLOY_BODY = Shape(
+    "DeployRequest",
+    (
+        Field("artifacts", "string", nullable=True, max_length=4096,
+              description="Absolute path, on the gateway's machine, of a directory written by `build`."),
+        Field("personalizer_weights", "string", nullable=True, max_length=4096,
+              description="Absolute path of a `train-personalizer` weights JSON (alone: no Triton change)."),
+        Field("rollback", "boolean", default=False, description="Swap back to the version served before the last swap."),
+        Field("warm", "integer", default=0, minimum=0, maximum=1000,
+              description="Warm the new version's cache with this many of the most frequent recent searches."),
+        Field("drain_timeout_s", "number", nullable=True, minimum=0, maximum=600,
+              description="How long the old version's requests may run on before its models are unloaded."),
+    ),
+)
+DEPLOY_REPORT = Shape(
+    "DeployReport",
+    (
+        Field("status", "string", required=True, enum=("swapped",)),
+        Field("rollback", "boolean", required=True),
+        Field("from", "object", required=True),
+        Field("to", "object", required=True),
+        Field("switched_after_ms", "number", required=True),
+        Field("timings_ms", "object", required=True),
+    ),
+    closed=False,
+)
+DEPLOY_STATUS = Shape(
+    "DeployStatus",
+    (
+        Field("current", "object", required=True),
+        Field("previous", "object", required=True, nullable=True),
+        Field("live_models", "boolean", required=True),
+        Field("deploying", "boolean", required=True),
+    ),
+)

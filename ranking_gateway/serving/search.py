@@ -283,6 +283,14 @@ class SearchPipeline:
             timings_ms=timings,
         )
 
+    async def rank_uncached(self, request: SearchRequest) -> RankedCandidates:
+        """What a cache miss computes, past neither the cache nor the admission gate: a live
+        swap's canary queries must run the new version's models (a cached ranking proves
+        nothing), and a few of them must not be refused by a gate full of user traffic."""
+        deadline = Deadline.after(request.timeout_ms if request.timeout_ms is not None else self.deadline_ms)
+        ranked, _ = await self._rank(request, self.plan.retrieval_for(request.retrieval), deadline)
+        return ranked
+
     async def _admitted(
         self, request: SearchRequest, mode: RetrievalMode, deadline: Deadline
     ) -> tuple[RankedCandidates, bool]:

@@ -8,6 +8,7 @@ execution, instead of each search monopolising the model with one big batch.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -38,14 +39,33 @@ def _channel_args() -> list[tuple[str, int]]:
 
 
 class TritonModels:
-    def __init__(self, url: str, timeout_s: float, chunk_size: int) -> None:
-        self._client = grpcclient.InferenceServerClient(url=url, channel_args=_channel_args())
+    """The contract's models on one Triton. `names` maps a contract name (`query_encoder`) to the
+    name Triton serves it under: the identity by default; with a live repository
+    (`serving.live_repository`) a version-suffixed name, so two builds' models can be loaded side
+    by side during a live swap and each version's pipeline calls its own."""
+
+    def __init__(
+        self, url: str, timeout_s: float, chunk_size: int, names: Mapping[str, str] | None = None,
+        *, _client: grpcclient.InferenceServerClient | None = None,
+    ) -> None:
+        self._owner = _client is None
+        self._client = _client or grpcclient.InferenceServerClient(url=url, channel_args=_channel_args())
         self.url = url
         self.timeout_s = timeout_s
         self.chunk_size = chunk_size
+        self.names: dict[str, str] = dict(names or {})
+
+    def triton_name(self, contract_name: str) -> str:
+        return self.names.get(contract_name, contract_name)
+
+    def renamed(self, names: Mapping[str, str]) -> TritonModels:
+        """A view of the same Triton (one gRPC channel) that calls the models under `names`: a
+        swapped-in version gets its own view, and closing a view closes nothing."""
+        return TritonModels(self.url, self.timeout_s, self.chunk_size, names, _client=self._client)
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._owner:
+            await self._client.close()
 
     async def _infer(self, model: ModelContract, batch: TokenBatch, within_s: float | None = None) -> np.ndarray:
         """The model's output for the batch's fields named by the contract's inputs. `within_s`:
@@ -61,7 +81,7 @@ class TritonModels:
             inputs.append(item)
         try:
             result = await self._client.infer(
-                model.name,
+                self.triton_name(model.name),
                 inputs,
                 outputs=[grpcclient.InferRequestedOutput(model.output)],
                 client_timeout=self.timeout_s,
@@ -101,14 +121,38 @@ class TritonModels:
         return [row[:n] for row, n in zip(rows, lengths)]
 
     async def ready_models(self, names: list[str]) -> dict[str, bool]:
+        """Readiness by contract name (the Triton name behind it is this view's)."""
         status = {}
         for name in names:
             try:
-                status[name] = bool(await self._client.is_model_ready(name, client_timeout=2.0))
+                status[name] = bool(await self._client.is_model_ready(self.triton_name(name), client_timeout=2.0))
             except (InferenceServerException, OSError, asyncio.TimeoutError):
                 status[name] = False
         return status
 
     async def inference_statistics(self, model: str) -> dict:
         """Triton's counters for `model` (inference_count vs execution_count shows batching)."""
-        return await self._client.get_inference_statistics(model, as_json=True)
+        return await self._client.get_inference_statistics(self.triton_name(model), as_json=True)
+
+    async def load_model(self, triton_name: str, timeout_s: float) -> None:
+        """Ask a Triton in explicit model-control mode to load `triton_name` (it answers once the
+        model is loaded or failed); `BackendUnavailable` with Triton's reason when it fails."""
+        try:
+            await self._client.load_model(triton_name, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise BackendUnavailable(f"Triton could not load {triton_name!r}: {exc.message()}") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise BackendUnavailable(f"Triton at {self.url} did not load {triton_name!r}: {exc!r}") from exc
+
+    async def unload_model(self, triton_name: str, timeout_s: float = 30.0) -> None:
+        try:
+            await self._client.unload_model(triton_name, client_timeout=timeout_s)
+        except InferenceServerException as exc:
+            raise BackendUnavailable(f"Triton could not unload {triton_name!r}: {exc.message()}") from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise BackendUnavailable(f"Triton at {self.url} did not unload {triton_name!r}: {exc!r}") from exc
+
+    async def model_index(self) -> list[dict]:
+        """Triton's model repository index: name, version, state and reason of each model."""
+        index = await self._client.get_model_repository_index(as_json=True, client_timeout=5.0)
+        return list(index.get("models", []))

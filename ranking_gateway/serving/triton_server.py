@@ -94,6 +94,11 @@ class EmbeddedTriton:
     address: str = "127.0.0.1"
     # the server's log to our stdout (a container's log) instead of `log_path` or a temporary file
     console_log: bool = False
+    # None: Triton loads every model of the repository at start-up, and nothing else ever.
+    # A list: explicit model-control mode over a live repository (`serving.live_repository`),
+    # these models loaded at start-up, others loaded and unloaded by the gateway (a live swap);
+    # the swap updates the list, so a restart (`TritonSupervisor`) loads the version then serving
+    load_models: list[str] | None = None
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
     _log_file: object = field(default=None, init=False, repr=False)
@@ -161,7 +166,8 @@ class EmbeddedTriton:
 
     def start(self) -> "EmbeddedTriton":
         inst = TritonInstallation.from_wheel()
-        if not (self.model_repository / ENCODER.name / "config.pbtxt").exists():
+        first = self.load_models[0] if self.load_models else ENCODER.name
+        if not (self.model_repository / first / "config.pbtxt").exists():
             raise CliError(f"{self.model_repository} is not a built model repository (run `ranking-gateway build`)")
         self._workdir = tempfile.TemporaryDirectory(prefix="ranking-gateway-triton-")
         cmd = [
@@ -181,6 +187,8 @@ class EmbeddedTriton:
             "--exit-timeout-secs=10",
             "--log-verbose=0",
         ]
+        if self.load_models is not None:
+            cmd += ["--model-control-mode=explicit", *(f"--load-model={name}" for name in self.load_models)]
         log_path = None if self.console_log else self.log_path or Path(self._workdir.name) / "tritonserver.log"
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
