@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import signal
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--profile-half-life", type=float, default=_PERSONAL.half_life_s, help="profile decay half-life, s")
     p.add_argument("--personalizer-weights", type=Path, help="weights JSON written by `train-personalizer`")
+    p.add_argument("--personalizer-protect-head-z", type=_head_z, default=_PERSONAL.protect_head_z, metavar="Z|none",
+                   help="candidates whose reranker z-score is at least Z keep their place on top of a personalised "
+                   f"ranking (default {_PERSONAL.protect_head_z}; none: the profile may move every candidate)")
     p.set_defaults(handler=run)
 
 
@@ -112,8 +116,22 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
             ),
             half_life_s=args.profile_half_life,
             weights=args.personalizer_weights,
+            protect_head_z=args.personalizer_protect_head_z,
         ),
     )
+
+
+def _head_z(text: str) -> float | None:
+    """`--personalizer-protect-head-z`: a finite number, or `none`."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'none'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not finite")
+    return value
 
 
 def _positive(value: int, flag: str) -> int:

@@ -13,6 +13,7 @@ import logging
 import time
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio.to_thread
@@ -57,6 +58,19 @@ class Candidate:
     def base_score(self) -> float:
         """The user-independent score: the reranker's where it ran, else retrieval's."""
         return self.rerank_score if self.rerank_score is not None else self.retrieval_score
+
+
+def personalized_scope(candidates: Sequence[Candidate]) -> int:
+    """How many leading candidates the profile re-ranks: the reranked head where a reranker ran,
+    else all. The personaliser z-scores the `primary` score within what it gets, and the protected
+    head is decided on it: reranker logits and first-stage scores (an RRF sum, a cosine) are on
+    different scales, and mixed they would make every reranked candidate look like a clear winner.
+    Personalising beyond the reranked head gained nothing measurable on simulated users
+    (docs/personalization.md), so the tail stays in first-stage order after it."""
+    reranked = 0
+    while reranked < len(candidates) and candidates[reranked].rerank_score is not None:
+        reranked += 1
+    return reranked or len(candidates)
 
 
 @dataclass(frozen=True)
@@ -252,12 +266,13 @@ class SearchPipeline:
         if request.user_id and self.personalization is not None:
             t0 = time.perf_counter()
             personal = None
+            scope = personalized_scope(ranked.candidates)
             try:
                 personal = await asyncio.wait_for(self.personalization.personalize(
                     request.user_id,
-                    np.array([h.row for h in hits], dtype=np.int64),
-                    np.array([h.score for h in hits], dtype=np.float64),
-                    np.array([h.retrieval_score for h in hits], dtype=np.float64),
+                    np.array([h.row for h in hits[:scope]], dtype=np.int64),
+                    np.array([h.score for h in hits[:scope]], dtype=np.float64),
+                    np.array([h.retrieval_score for h in hits[:scope]], dtype=np.float64),
                     request_id=request_id,
                     k=request.k,
                     query=request.query,
@@ -267,7 +282,8 @@ class SearchPipeline:
             except asyncio.TimeoutError:  # profile store late: the same, on time
                 reasons.append(self._degrade("personalization_deadline", "past the deadline"))
             if personal is not None:
-                hits = [Hit(hits[i].row, s, hits[i].retrieval_score) for i, s in zip(personal.order, personal.scores)]
+                hits = [Hit(hits[i].row, s, hits[i].retrieval_score)
+                        for i, s in zip(personal.order, personal.scores)] + hits[scope:]
                 personalized = True
             timings["personalize"] = self._stage("personalize", t0)
 

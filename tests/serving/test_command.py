@@ -122,3 +122,20 @@ def test_a_second_gateway_on_an_owned_event_log_is_a_one_line_error(artifacts: A
     assert "Traceback" not in second.stderr + second.stdout
     errors = [line for line in second.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "in use by another process" in errors[0], second.stderr
+
+
+def test_the_protected_head_flag_reaches_the_settings_and_rejects_what_is_not_a_number(capsys) -> None:
+    from ranking_gateway.cli import build_parser
+    from ranking_gateway.serving.command import settings_from_args
+
+    def head_z(*flag: str) -> float | None:
+        args = build_parser().parse_args(["serve", "--artifacts", "/a", *flag])
+        return settings_from_args(args).personalization.protect_head_z
+
+    assert head_z() == 2.0
+    assert head_z("--personalizer-protect-head-z", "1.5") == 1.5
+    assert head_z("--personalizer-protect-head-z", "none") is None
+    for bad in ("nan", "inf", "high"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["serve", "--artifacts", "/a", "--personalizer-protect-head-z", bad])
+        assert "--personalizer-protect-head-z" in capsys.readouterr().err
