@@ -22,7 +22,7 @@ from ranking_gateway.core.config import (
     PersonalizationSettings,
 )
 from ranking_gateway.core.errors import CliError
-from ranking_gateway.serving.auth import ApiKeys
+from ranking_gateway.serving.auth import ApiKeys, is_loopback
 from ranking_gateway.serving.plan import resolve
 
 log = logging.getLogger(__name__)
@@ -147,17 +147,6 @@ def _admission(args: argparse.Namespace) -> AdmissionSettings:
         raise CliError(f"--max-inflight/--max-queue: {exc}") from None
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """uvicorn shuts down gracefully on SIGTERM, then re-raises it; we turn that into a clean
     exit so the embedded Triton is stopped by the `with` block rather than by the kernel."""
@@ -182,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--protect-search needs --api-key-file")
     if settings.api_key_file:
         ApiKeys.read(settings.api_key_file)  # a bad key file stops here, before Triton starts
-    elif not _loopback(settings.host):
+    elif not is_loopback(settings.host):
         log.warning("serving on %s without --api-key-file: anyone who reaches the port can write events "
                     "and read or erase users", settings.host)
     plan = resolve(settings)  # every flag checked against the build before Triton starts

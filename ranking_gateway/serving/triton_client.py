@@ -137,20 +137,19 @@ class TritonModels:
     async def load_model(self, triton_name: str, timeout_s: float) -> None:
         """Ask a Triton in explicit model-control mode to load `triton_name` (it answers once the
         model is loaded or failed); `BackendUnavailable` with Triton's reason when it fails."""
-        try:
-            await self._client.load_model(triton_name, client_timeout=timeout_s)
-        except InferenceServerException as exc:
-            raise BackendUnavailable(f"Triton could not load {triton_name!r}: {exc.message()}") from exc
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise BackendUnavailable(f"Triton at {self.url} did not load {triton_name!r}: {exc!r}") from exc
+        await self._model_control("load", triton_name, timeout_s)
 
     async def unload_model(self, triton_name: str, timeout_s: float = 30.0) -> None:
+        await self._model_control("unload", triton_name, timeout_s)
+
+    async def _model_control(self, action: str, triton_name: str, timeout_s: float) -> None:
+        call = self._client.load_model if action == "load" else self._client.unload_model
         try:
-            await self._client.unload_model(triton_name, client_timeout=timeout_s)
+            await call(triton_name, client_timeout=timeout_s)
         except InferenceServerException as exc:
-            raise BackendUnavailable(f"Triton could not unload {triton_name!r}: {exc.message()}") from exc
+            raise BackendUnavailable(f"Triton could not {action} {triton_name!r}: {exc.message()}") from exc
         except (OSError, asyncio.TimeoutError) as exc:
-            raise BackendUnavailable(f"Triton at {self.url} did not unload {triton_name!r}: {exc!r}") from exc
+            raise BackendUnavailable(f"Triton at {self.url} did not {action} {triton_name!r}: {exc!r}") from exc
 
     async def model_index(self) -> list[dict]:
         """Triton's model repository index: name, version, state and reason of each model."""

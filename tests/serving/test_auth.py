@@ -10,8 +10,7 @@ import pytest
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.config import GatewaySettings, PersonalizationSettings
 from ranking_gateway.core.errors import CliError
-from ranking_gateway.serving.auth import ApiKeys
-from ranking_gateway.serving.command import _loopback
+from ranking_gateway.serving.auth import ApiKeys, is_loopback
 from tests.conftest import SLOW_CI_DEADLINE_MS, gateway_client
 
 KEY = "k3y-" + "a" * 28
@@ -46,8 +45,9 @@ def test_rerank_is_protected_like_search() -> None:
 
 
 def test_loopback_hosts_are_told_apart() -> None:
-    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("localhost")
-    assert not _loopback("0.0.0.0") and not _loopback("10.1.2.3") and not _loopback("gateway")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("gateway")
+    assert not is_loopback(None)
 
 
 def test_protect_search_without_a_key_file_is_a_one_line_error(artifacts: ArtifactPaths, capsys) -> None:
