@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ranking_gateway.evaluation.command",
     "ranking_gateway.evaluation.offline",
     "ranking_gateway.personalization.command",
+    "ranking_gateway.learning.command",
     "ranking_gateway.quickstart.command",
 )
 
