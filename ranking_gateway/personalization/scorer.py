@@ -12,7 +12,8 @@ Features, in `FEATURE_NAMES` order, for each candidate of one search:
 
 The ranking is by sigma(W^T f), except that a *protected head* keeps its place: the candidates
 whose `primary` z-score is at least `protect_head_z` (the clear winners of the query, usually one
-to four of a hundred) lead, in their non-personalised order; the profile re-ranks the rest. This
+to four of a hundred) lead, in their non-personalised order (their scores lifted where needed so
+that scores never rise down the list); the profile re-ranks the rest. This
 is what lets the profile weigh more (it moves documents further) without burying the query's best
 matches: measured in docs/personalization.md ("Simulated users"). `protect_head_z=None` turns
 it off (the ranking before: sigma(W^T f) over all candidates).
@@ -107,8 +108,9 @@ class PersonalScorer:
         """(order, scores): candidate indices, best first, and every candidate's score. `features`
         rows are in the non-personalised order. The protected head (primary z-score >=
         `protect_head_z`) comes first in that order, then the others by descending personalised
-        score (ties keep the incoming order); a protected candidate's score may therefore be
-        below that of one after it."""
+        score (ties keep the incoming order). A protected candidate's score is lifted to the
+        best score after it where it is lower, so that scores never rise down the list (what a
+        search client expects); the others keep sigma(W^T f)."""
         scores = self.score(features)
         order = np.argsort(-scores, kind="stable")
         if self.protect_head_z is None or len(order) == 0:
@@ -116,7 +118,10 @@ class PersonalScorer:
         protected = features[:, 0] >= self.protect_head_z
         if not protected.any():
             return order, scores
-        return np.concatenate([np.flatnonzero(protected), order[~protected[order]]]), scores
+        order = np.concatenate([np.flatnonzero(protected), order[~protected[order]]])
+        shown = scores.copy()
+        shown[order] = np.maximum.accumulate(scores[order][::-1])[::-1]
+        return order, shown
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -110,7 +110,12 @@ def test_the_protected_head_keeps_its_incoming_order_and_the_rest_is_ranked_by_s
     feats[:, 4] = 1.0
     order, scores = PersonalScorer(protect_head_z=2.0).rank(feats)
     assert order.tolist() == [0, 2, 4, 3, 5, 1]
-    assert np.allclose(scores, PersonalScorer().score(feats))
+    # scores never rise down the list: the protected head's are lifted to the best after them,
+    # the others keep sigma(W^T f)
+    raw = PersonalScorer().score(feats)
+    assert np.all(np.diff(scores[order]) <= 0)
+    assert np.allclose(scores[[3, 5, 1]], raw[[3, 5, 1]])
+    assert np.all(scores[[0, 2, 4]] >= raw[[0, 2, 4]]) and scores[0] == pytest.approx(raw[3])
     assert PersonalScorer(protect_head_z=None).rank(feats)[0].tolist() == [3, 4, 0, 5, 2, 1]  # by score only
     assert sorted(PersonalScorer(protect_head_z=10.0).rank(feats)[0].tolist()) == list(range(6))
     assert PersonalScorer().rank(feats[:0])[0].tolist() == []
