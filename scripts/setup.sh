@@ -23,22 +23,23 @@ for arg in "$@"; do
 done
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() {
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
 
 # redis-server: the shared profile store / query cache, and the personalisation tests start one
 if ! command -v redis-server >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+    apt_install redis-server
 fi
 # libb64-0d: perf_analyzer links libb64.so.0d (opt-in: only the bench needs it)
 if [ "$bench" = 1 ] && ! dpkg -s libb64-0d >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libb64-0d >/dev/null
+    apt_install libb64-0d
 fi
 
 # the compose stack's engine and tools (opt-in: only tests/deploy/test_compose_stack.py needs them)
 if [ "$docker" = 1 ] && ! { command -v dockerd && command -v docker-compose && command -v debootstrap; } >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+    apt_install docker.io docker-compose debootstrap
 fi
 
 python_bin="${PYTHON:-}"

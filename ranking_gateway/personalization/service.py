@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,7 @@ class Personalized:
 def scorer_for(settings: PersonalizationSettings) -> PersonalScorer:
     """The weights of `settings.weights` (else the defaults) with the settings' protected head."""
     scorer = PersonalScorer.load(settings.weights) if settings.weights else PersonalScorer()
-    scorer.protect_head_z = settings.protect_head_z
-    scorer.__post_init__()  # validate the setting like the constructor does
-    return scorer
+    return replace(scorer, protect_head_z=settings.protect_head_z)  # validated as the constructor does
 
 
 class Personalization:

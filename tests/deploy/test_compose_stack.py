@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ranking_gateway.serving.triton_server import free_port
+
 pytestmark = pytest.mark.slow  # builds images and starts containers: not in the fast tier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +36,6 @@ LOCK = Path("/tmp/ranking-gateway-compose-test.lock")
 UP_TIMEOUT_S = 40 * 60  # a first run builds every image; later runs reuse the layers
 READY_TIMEOUT_S = 10 * 60
 QUERY = "sort the items of a list in place"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -97,10 +92,10 @@ def _stack() -> Iterator[Stack]:
     if engine.returncode == 3:
         pytest.skip(f"no Docker engine could start here: {engine.stderr.strip()[-300:]}")
     assert engine.returncode == 0, engine.stderr[-3000:]
-    gateway_port, replica_port = _free_port(), _free_port()
+    gateway_port, replica_port = free_port(), free_port()
     env = {**os.environ, "COMPOSE_PROJECT_NAME": PROJECT, "GATEWAY_PORT": str(gateway_port),
-           "REPLICA_PORT": str(replica_port), "TRITON_GRPC_PORT": str(_free_port()),
-           "TRITON_METRICS_PORT": str(_free_port())}
+           "REPLICA_PORT": str(replica_port), "TRITON_GRPC_PORT": str(free_port()),
+           "TRITON_METRICS_PORT": str(free_port())}
     env.pop("COMPOSE_PROFILES", None)  # the .env file's default (cpu) is part of what is tested
     started = time.monotonic()
     try:
