@@ -95,13 +95,23 @@ def _projections(reranker_dir: Path, config: LateInteractionConfig) -> tuple[nn.
     return out[0], out[1]
 
 
+def load_query_side(reranker_dir: Path) -> tuple[LateInteractionConfig, TokenEncoder]:
+    """The query side alone, fp32, in eval mode: all that `learn` retrains (the document side
+    is already in the build's token store)."""
+    from transformers import AutoModel
+
+    config = read_late_interaction(reranker_dir)
+    query_projection, _ = _projections(reranker_dir, config)
+    query = TokenEncoder(AutoModel.from_pretrained(str(reranker_dir), dtype=torch.float32), query_projection)
+    return config, query.eval()
+
+
 def load_late_interaction(reranker_dir: Path) -> tuple[LateInteractionConfig, TokenEncoder, TokenEncoder]:
     """Both sides of the reranker in `reranker_dir`, fp32, in eval mode."""
     from transformers import AutoModel
 
-    config = read_late_interaction(reranker_dir)
-    query_projection, document_projection = _projections(reranker_dir, config)
-    query = TokenEncoder(AutoModel.from_pretrained(str(reranker_dir), dtype=torch.float32), query_projection)
+    config, query = load_query_side(reranker_dir)
+    _, document_projection = _projections(reranker_dir, config)
     doc_dir = document_encoder_dir(reranker_dir, config)
     document = TokenEncoder(AutoModel.from_pretrained(str(doc_dir), dtype=torch.float32), document_projection)
     return config, query.eval(), document.eval()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -322,16 +323,14 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     return manifest
 
 
-def run_build(settings: BuildSettings) -> Manifest:
-    if settings.cpu_runtime == "auto":
-        late = settings.reranker is not None and reranker_kind(settings.reranker) == "late-interaction"
-        settings = replace(settings, cpu_runtime=fastest_cpu_runtime(cross_encoder=not late))
-    final = settings.artifacts.resolve()
+def publish(final: Path, fill: Callable[[ArtifactPaths], Manifest]) -> Manifest:
+    """`fill` a staging directory beside `final`, then rename it into place: a failed build
+    leaves nothing half-written, and an existing build stays whole until the rename."""
     staging = final.parent / f".{final.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        manifest = _build_into(settings, ArtifactPaths(staging))
+        manifest = fill(ArtifactPaths(staging))
         if final.exists():
             previous = final.parent / f".{final.name}.previous-{os.getpid()}"
             final.rename(previous)
@@ -342,5 +341,14 @@ def run_build(settings: BuildSettings) -> Manifest:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return manifest
+
+
+def run_build(settings: BuildSettings) -> Manifest:
+    if settings.cpu_runtime == "auto":
+        late = settings.reranker is not None and reranker_kind(settings.reranker) == "late-interaction"
+        settings = replace(settings, cpu_runtime=fastest_cpu_runtime(cross_encoder=not late))
+    final = settings.artifacts.resolve()
+    manifest = publish(final, lambda paths: _build_into(settings, paths))
     print(f"built {final}: {manifest.documents} documents, target {manifest.target}, index {manifest.index_type}")
     return manifest

@@ -56,38 +56,74 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_chart(path: Path, report: dict[str, Any]) -> Path | None:
-    """One panel per metric, serving vs candidate; None (and a warning) without matplotlib or
-    without metrics (a skipped round)."""
-    metrics = report.get("metrics") or {}
-    serving, candidate = metrics.get("serving"), metrics.get("candidate")
-    if not serving or not candidate:
-        return None
+def _figure_modules():
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ModuleNotFoundError:
         log.warning("no chart: matplotlib is not installed (pip install 'ranking-gateway[eval]')")
         return None
-    shown = [(name, note) for name, note in CHART_METRICS if serving.get(name) is not None and candidate.get(name) is not None]
-    fig = Figure(figsize=(3.2 * len(shown), 3.6))
+    return Figure, FigureCanvasAgg
+
+
+def _bar_panels(path: Path, panels: list[dict[str, Any]], title: str) -> Path | None:
+    """One panel per metric, serving vs candidate, each {title, serving, candidate, baseline?}."""
+    modules = _figure_modules()
+    if modules is None or not panels:
+        return None
+    Figure, FigureCanvasAgg = modules
+    fig = Figure(figsize=(3.2 * len(panels), 3.6))
     FigureCanvasAgg(fig)
-    for i, (name, note) in enumerate(shown, start=1):
-        ax = fig.add_subplot(1, len(shown), i)
-        values = [serving[name], candidate[name]]
+    for i, panel in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        values = [panel["serving"], panel["candidate"]]
         bars = ax.bar(["serving", "candidate"], values, color=["#8c8c8c", "#2b7bba"])
         ax.bar_label(bars, labels=[f"{v:.4f}" for v in values], fontsize=8)
-        if name == "log_loss_calibrated" and (base := (metrics.get("click_rate_only") or {}).get(name)) is not None:
-            ax.axhline(base, color="#c0392b", linestyle="--", linewidth=1, label=f"click rate only {base:.4f}")
+        if panel.get("baseline") is not None:
+            label, value = panel["baseline"]
+            ax.axhline(value, color="#c0392b", linestyle="--", linewidth=1, label=f"{label} {value:.4f}")
             ax.legend(fontsize=7, loc="lower center")
-        title = f"{name} (k={report['config']['k']})" if name == "ips_clicks_at_k" and "k" in report.get("config", {}) else name
-        ax.set_title(f"{title}\n({note})", fontsize=9)
+        ax.set_title(panel["title"], fontsize=9)
         ax.margins(y=0.15)
-    verdict = report.get("verdict", "?")
-    which = "dry run" if report.get("config", {}).get("dry_run") else f"round {report.get('round')}"
-    fig.suptitle(f"learn {which}: {verdict} (held-out requests, {report['counts'].get('heldout_clicks')} clicks)",
-                 fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def write_chart(path: Path, report: dict[str, Any]) -> Path | None:
+    """The personaliser's panels; None (and a warning) without matplotlib or without metrics (a
+    skipped round)."""
+    metrics = report.get("metrics") or {}
+    serving, candidate = metrics.get("serving"), metrics.get("candidate")
+    if not serving or not candidate:
+        return None
+    panels = []
+    for name, note in CHART_METRICS:
+        if serving.get(name) is None or candidate.get(name) is None:
+            continue
+        title = f"{name} (k={report['config']['k']})" if name == "ips_clicks_at_k" and "k" in report.get("config", {}) else name
+        base = (metrics.get("click_rate_only") or {}).get(name) if name == "log_loss_calibrated" else None
+        panels.append({"title": f"{title}\n({note})", "serving": serving[name], "candidate": candidate[name],
+                       "baseline": None if base is None else ("click rate only", base)})
+    which = "dry run" if report.get("config", {}).get("dry_run") else f"round {report.get('round')}"
+    return _bar_panels(path, panels, f"learn {which}: {report.get('verdict', '?')} "
+                                     f"(held-out requests, {report['counts'].get('heldout_clicks')} clicks)")
+
+
+def write_reranker_chart(path: Path, reranker: dict[str, Any], round_number: int) -> Path | None:
+    """The reranker's panels: judged NDCG@10 and the held-out clicks' IPS mean rank (a random
+    order's drawn as the no-signal line)."""
+    metrics = reranker.get("metrics") or {}
+    serving, candidate = metrics.get("serving"), metrics.get("candidate")
+    if not serving or not candidate:
+        return None
+    panels = [
+        {"title": f"judged NDCG@10\n({reranker['counts'].get('judged_queries')} queries; higher is better)",
+         "serving": serving["judged_ndcg@10"], "candidate": candidate["judged_ndcg@10"]},
+        {"title": "held-out clicks: IPS mean rank\n(lower is better)", "serving": serving["ips_mean_rank"],
+         "candidate": candidate["ips_mean_rank"], "baseline": ("random order", metrics["random"]["ips_mean_rank"])},
+    ]
+    return _bar_panels(path, panels, f"learn round {round_number}, reranker: {reranker.get('verdict', '?')} "
+                                     f"({reranker['counts'].get('heldout_clicks')} held-out clicks)")
