@@ -7,6 +7,8 @@ and swapped in live), then adversarial rounds whose clicks must be refused by th
   *traffic* queries, which simulated users search (a new user each search, so personalisation
   stays out of it), and *evaluation* queries, never searched by users, on which the served
   stack is measured after every round (`POST /v1/search`, no user, top 10, against the qrels).
+* The traffic queries are measured too (against their qrels, not clicks): what the users who
+  clicked search again, as users do.
 * A user looks at the top 10 and clicks by a position-biased, noisy model: rank r is examined
   with probability 1/r^eta, an examined relevant document is clicked with probability --p-click,
   an irrelevant one with --p-noise (the click model of bench/personalization_sim.py).
@@ -43,10 +45,10 @@ from ranking_gateway.core.collection import load_collection  # noqa: E402
 from ranking_gateway.evaluation.metrics import ndcg_at_k  # noqa: E402
 
 
-def split_queries(qids: list[str], eval_fraction: float) -> tuple[list[str], list[str]]:
+def split_queries(qids: list[str], eval_fraction: float, salt: str = "") -> tuple[list[str], list[str]]:
     """(traffic, evaluation) by a hash of the query id: stable across runs and machines."""
     def held(q: str) -> bool:
-        return int.from_bytes(hashlib.sha1(q.encode()).digest()[:4], "big") < eval_fraction * 2**32
+        return int.from_bytes(hashlib.sha1((salt + q).encode()).digest()[:4], "big") < eval_fraction * 2**32
 
     return [q for q in qids if not held(q)], [q for q in qids if held(q)]
 
@@ -89,10 +91,24 @@ def simulate(client: httpx.Client, queries: dict[str, str], qids: list[str], qre
     return counts
 
 
-def learn(args: argparse.Namespace, url: str, events: Path, workdir: Path) -> tuple[int, str, float]:
+def judged_collection(collection: Path, queries: dict[str, str], qids: list[str], qrels, out: Path) -> Path:
+    """A BEIR directory (split `judged`) of `qids`' judgments: for a collection with one split,
+    the gate's judged queries are cut from the queries users never search, apart from the
+    evaluation ones."""
+    (out / "qrels").mkdir(parents=True)
+    (out / "corpus.jsonl").symlink_to((collection / "corpus.jsonl").resolve())
+    with (out / "queries.jsonl").open("w") as fq, (out / "qrels" / "judged.tsv").open("w") as fr:
+        fr.write("query-id\tcorpus-id\tscore\n")
+        for q in qids:
+            fq.write(json.dumps({"_id": q, "text": queries[q]}) + "\n")
+            fr.writelines(f"{q}\t{d}\t{s}\n" for d, s in qrels[q].items())
+    return out
+
+
+def learn(args: argparse.Namespace, url: str, events: Path, workdir: Path, judged: tuple[Path, str]) -> tuple[int, str, float]:
     cmd = [sys.executable, "-m", "ranking_gateway.cli", "learn", "--events", str(events), "--workdir", str(workdir),
-           "--url", url, "--settle", "0", "--no-personalizer", "--judged", str(args.collection),
-           "--judged-split", args.judged_split, "--judged-fraction", str(args.judged_fraction),
+           "--url", url, "--settle", "0", "--no-personalizer", "--judged", str(judged[0]),
+           "--judged-split", judged[1], "--judged-fraction", str(args.judged_fraction),
            "--min-clicks", str(args.min_clicks), "--reranker-epochs", str(args.epochs), "--eta", str(args.eta)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -120,7 +136,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     y = [r["eval_ndcg@10"] for r in rounds]
     se = [r["vs_round_0"]["standard_error"] for r in rounds]
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    ax.errorbar(x, y, yerr=se, marker="o", color="#2b7bba", capsize=3, label="served NDCG@10 (evaluation queries)")
+    if all("traffic_ndcg@10" in r for r in rounds):
+        ax.errorbar(x, [r["traffic_ndcg@10"] for r in rounds], yerr=[r["traffic_vs_round_0"]["standard_error"] for r in rounds],
+                    marker="s", color="#8c8c8c", capsize=3, label="the users' own queries (traffic, trained on)")
+    ax.errorbar(x, y, yerr=se, marker="o", color="#2b7bba", capsize=3, label="held-out queries (never searched by users)")
     for i, r in enumerate(rounds):
         colour = {"deploy": "#27ae60", "refused": "#c0392b", "skipped": "#8c8c8c"}.get(r.get("verdict"), "#000000")
         ax.annotate(r.get("verdict") or "start", (i, y[i]), textcoords="offset points", xytext=(0, 10), ha="center",
@@ -128,7 +147,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xticks(x, [r["label"] for r in rounds], fontsize=8)
     ax.set_ylabel("NDCG@10")
     ax.set_title(f"learn rounds on {results['config']['collection_name']}: served NDCG@10 "
-                 f"({results['config']['eval_queries']} held-out queries; bars: paired SE vs round 0)", fontsize=9)
+                 f"({results['config']['eval_queries']} held-out, {results['config']['traffic_queries']} traffic queries; "
+                 "bars: paired SE vs round 0)", fontsize=9)
     ax.margins(y=0.3)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -142,7 +162,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--collection", type=Path, required=True, help="BEIR directory (users' queries and the judged set)")
     p.add_argument("--traffic-split", default="test", help="qrels split whose queries users search and we measure")
     p.add_argument("--eval-fraction", type=float, default=0.5, help="share of those queries only measured")
-    p.add_argument("--judged-split", default="train", help="learn --judged-split: the gate's judged queries")
+    p.add_argument("--judged-split", default="train",
+                   help="learn --judged-split: the gate's judged queries; 'heldout': half of the queries users never "
+                        "search (by hash), the other half measured (a collection with one split)")
     p.add_argument("--judged-fraction", type=float, default=0.1, help="learn --judged-fraction")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--searches", type=int, default=600, help="searches per round")
@@ -170,23 +192,31 @@ def main(argv=None) -> int:
     work.mkdir(parents=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
+    judged = (args.collection, args.judged_split)
+    if args.judged_split == "heldout":
+        evaluation, gate_queries = split_queries(evaluation, 0.5, salt="judged:")
+        judged = (judged_collection(args.collection, coll.queries, gate_queries, coll.qrels, work / "judged"), "judged")
     proc, url = start_gateway(args.artifacts.resolve(), ["--event-log", str(events)], work / "gateway.log")
     rounds: list[dict[str, Any]] = []
     try:
         client = httpx.Client(base_url=url, timeout=120)
         base = served_ndcg(client, coll.queries, evaluation, coll.qrels)
+        base_traffic = served_ndcg(client, coll.queries, traffic, coll.qrels)
         rounds.append({"label": "round 0", "eval_ndcg@10": float(np.mean(list(base.values()))),
-                       "vs_round_0": paired(base, base), "verdict": None})
+                       "vs_round_0": paired(base, base), "verdict": None,
+                       "traffic_ndcg@10": float(np.mean(list(base_traffic.values()))),
+                       "traffic_vs_round_0": paired(base_traffic, base_traffic)})
         print(f"round 0: served NDCG@10 {rounds[0]['eval_ndcg@10']:.4f} on {len(evaluation)} evaluation queries")
         plan = [("users", i + 1) for i in range(args.rounds)]
         plan += [(b, None) for b in args.adversarial.split(",") if b]
         for number, (behaviour, _) in enumerate(plan, start=1):
             counts = simulate(client, coll.queries, traffic, coll.qrels, args.searches, behaviour, args, rng, f"r{number}")
-            status, line, seconds = learn(args, url, events, learner)
+            status, line, seconds = learn(args, url, events, learner, judged)
             report_path = learner / "reports" / f"round-{number:04d}.json"
             report = json.loads(report_path.read_text()) if report_path.is_file() else {}
             reranker = report.get("reranker") or {}
             per_query = served_ndcg(client, coll.queries, evaluation, coll.qrels)
+            per_traffic = served_ndcg(client, coll.queries, traffic, coll.qrels)
             entry = {
                 "label": f"round {number}" + ("" if behaviour == "users" else f"\n({behaviour} clicks)"),
                 "behaviour": behaviour, "traffic": counts, "learn_status": status, "learn_line": line,
@@ -195,10 +225,14 @@ def main(argv=None) -> int:
                 "training": reranker.get("training"),
                 "served": client.get("/v1/admin/deploy").json()["current"],
                 "eval_ndcg@10": float(np.mean(list(per_query.values()))), "vs_round_0": paired(per_query, base),
+                "traffic_ndcg@10": float(np.mean(list(per_traffic.values()))),
+                "traffic_vs_round_0": paired(per_traffic, base_traffic),
             }
             rounds.append(entry)
             print(f"round {number} ({behaviour}): {counts['clicks']} clicks; {line}; served NDCG@10 "
-                  f"{entry['eval_ndcg@10']:.4f} ({entry['vs_round_0']['mean']:+.4f} ± {entry['vs_round_0']['standard_error']:.4f})")
+                  f"{entry['eval_ndcg@10']:.4f} ({entry['vs_round_0']['mean']:+.4f} ± {entry['vs_round_0']['standard_error']:.4f}); "
+                  f"on the traffic queries {entry['traffic_ndcg@10']:.4f} ({entry['traffic_vs_round_0']['mean']:+.4f} ± "
+                  f"{entry['traffic_vs_round_0']['standard_error']:.4f})")
     finally:
         stop_gateway(proc)
     results = {

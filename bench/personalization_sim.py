@@ -120,7 +120,8 @@ class InProcessBackend:
 
     def __init__(self, embeddings: np.ndarray, ids: list[str], texts: list[str], top: np.ndarray,
                  top_scores: np.ndarray, log_dir: Path, weights: Path | None,
-                 protect_head_z: float | None | str = "default", depth: int | None = None) -> None:
+                 protect_head_z: float | None | str = "default", depth: int | None = None,
+                 scorer_options: dict[str, Any] | None = None) -> None:
         from ranking_gateway.personalization.jsonl_log import JsonlEventLog
         from ranking_gateway.personalization.memory_store import InMemoryProfileStore
         from ranking_gateway.personalization.scorer import PersonalScorer
@@ -129,6 +130,11 @@ class InProcessBackend:
         scorer = PersonalScorer.load(weights) if weights else PersonalScorer()
         if protect_head_z != "default":
             scorer.protect_head_z = protect_head_z
+        for name, value in (scorer_options or {}).items():
+            if name == "profile_sim":
+                scorer.weights[2] = value
+            else:
+                setattr(scorer, name, value)
         self.personalization = Personalization(
             embeddings=embeddings, doc_ids=ids, store=InMemoryProfileStore(), event_log=JsonlEventLog(log_dir),
             scorer=scorer)
@@ -310,16 +316,20 @@ async def simulate(args, backend, users: list[SimUser], labels_of: dict[str, int
             m = np.array([u.ndcg[c] for u in reached])
             gain = m[:, 0] - m[:, 1]
             query_change = m[:, 2] - m[:, 3]
+            gain_se = float(gain.std(ddof=1) / math.sqrt(len(reached))) if len(reached) > 1 else None
+            query_se = float(query_change.std(ddof=1) / math.sqrt(len(reached))) if len(reached) > 1 else None
             results[str(c)] = {
                 "users": len(reached),
                 "ndcg@10_personalized": float(m[:, 0].mean()),
                 "ndcg@10_not_personalized": float(m[:, 1].mean()),
                 "gain": float(gain.mean()),
-                "gain_ci95": float(1.96 * gain.std(ddof=1) / math.sqrt(len(reached))) if len(reached) > 1 else None,
+                "gain_se": gain_se,  # standard error of the mean per-user gain
+                "gain_ci95": 1.96 * gain_se if gain_se is not None else None,
                 "query_ndcg@10_personalized": float(m[:, 2].mean()),
                 "query_ndcg@10_not_personalized": float(m[:, 3].mean()),
-                "query_change_ci95": float(1.96 * query_change.std(ddof=1) / math.sqrt(len(reached)))
-                if len(reached) > 1 else None,
+                "query_change": float(query_change.mean()),
+                "query_change_se": query_se,
+                "query_change_ci95": 1.96 * query_se if query_se is not None else None,
             }
     out: dict[str, Any] = {"ndcg_by_clicks": results}
     if args.url:
@@ -361,12 +371,29 @@ def _z_or_none(value: str) -> float | None | str:
     return float(value)
 
 
+def _int_or_none(value: str) -> int | None | str:
+    if value in ("default", "none"):
+        return None if value == "none" else value
+    return int(value)
+
+
+def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The scorer settings given on the command line (the others: the weights file's, else the defaults)."""
+    options: dict[str, Any] = {}
+    for name in ("profile_sim", "profile_expansion", "expansion_steps"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.max_demotion != "default":
+        options["max_demotion"] = args.max_demotion
+    return options
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--artifacts", type=Path, help="build output: index/embeddings.npy + index/documents.jsonl")
     p.add_argument("--embeddings", type=Path, help="instead of --artifacts: document embeddings .npy ...")
     p.add_argument("--corpus", type=Path, help="... and the corpus.jsonl whose line order they follow")
-    p.add_argument("--queries", type=Path, required=True, help="queries.jsonl ({_id, text})")
+    p.add_argument("--queries", type=Path, help="queries.jsonl ({_id, text}); required unless --plot-frontier")
     p.add_argument("--qrels", type=Path, help="BEIR qrels/ directory: also report query-relevance NDCG@10")
     p.add_argument("--url", help="served gateway base URL; default: in-process")
     p.add_argument("--users", type=int, default=200)
@@ -382,6 +409,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--protect-head-z", type=_z_or_none, default="default",
                    help="scorer's protected head: candidates with primary z-score >= Z keep their place; "
                         "'none': off; default: the product's default (in-process mode)")
+    p.add_argument("--profile-sim", type=float, help="override the profile_sim weight (in-process)")
+    p.add_argument("--profile-expansion", type=int, help="scorer's profile_expansion (in-process)")
+    p.add_argument("--expansion-steps", type=int, help="scorer's expansion_steps (in-process)")
+    p.add_argument("--max-demotion", type=_int_or_none, default="default",
+                   help="scorer's max_demotion: N or 'none' (in-process)")
+    p.add_argument("--oracle-embeddings", action="store_true",
+                   help="diagnostic (in-process): the personaliser sees each document as the one-hot vector of its "
+                        "cluster instead of its embedding, so a profile learnt from clicks can be exact; the first "
+                        "stage still uses the real embeddings")
+    p.add_argument("--no-plot", action="store_true", help="write the JSON only")
+    p.add_argument("--plot-frontier", nargs="+", type=Path, metavar="JSON",
+                   help="instead of simulating: plot gain against query NDCG@10 change after --frontier-clicks "
+                        "clicks for these result files into --out-dir/personalization_sim_<tag>.png")
+    p.add_argument("--frontier-clicks", default="3")
     p.add_argument("--personalize-depth", type=int,
                    help="personalise only the first N of the --candidates (the rest keep their place; in-process)")
     p.add_argument("--seed", type=int, default=0)
@@ -418,8 +459,11 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     if args.url:
         backend: Any = HttpBackend(args.url, texts, args.candidates)
     else:
-        backend = InProcessBackend(embeddings, ids, texts, candidate_lists, candidate_scores, log_dir, args.weights,
-                                   args.protect_head_z, args.personalize_depth)
+        personal_embeddings = (np.eye(args.clusters, dtype=np.float32)[labels] if args.oracle_embeddings
+                               else embeddings)
+        backend = InProcessBackend(personal_embeddings, ids, texts, candidate_lists, candidate_scores, log_dir,
+                                   args.weights,
+                                   args.protect_head_z, args.personalize_depth, scorer_options(args))
     start = time.perf_counter()
     try:
         results = await simulate(args, backend, users, labels_of, qrels, rng)
@@ -432,13 +476,55 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def plot_frontier(paths: list[Path], out: Path, clicks: str) -> list[dict[str, Any]]:
+    """Gain against query NDCG@10 change (after `clicks` clicks, with standard errors) of result
+    files, one point each, labelled by its tag; returns the points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = []
+    for path in paths:
+        res = json.loads(path.read_text())
+        row = res["ndcg_by_clicks"][clicks]
+        q = row["query_ndcg@10_personalized"] - row["query_ndcg@10_not_personalized"]
+        points.append({"tag": res["config"].get("tag") or path.stem, "seed": res["config"].get("seed"),
+                       "gain": row["gain"], "gain_se": row["gain_ci95"] / 1.96,
+                       "query_change": q, "query_change_se": row["query_change_ci95"] / 1.96})
+    fig, ax = plt.subplots(figsize=(8, 6))
+    for pt in points:
+        ax.errorbar(pt["query_change"], pt["gain"], xerr=pt["query_change_se"], yerr=pt["gain_se"], fmt="o",
+                    ms=4, capsize=2, alpha=0.8)
+        ax.annotate(pt["tag"].replace("v3_", ""), (pt["query_change"], pt["gain"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.axhline(0.10, color="grey", ls="--", lw=0.8)
+    ax.axvline(0.0, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel(f"query NDCG@10 change after {clicks} clicks (SciFact qrels; bars: 1 s.e.)")
+    ax.set_ylabel(f"personal NDCG@10 gain after {clicks} clicks (bars: 1 s.e.)")
+    ax.set_title("goal: above the horizontal line, right of the vertical one", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=130)
+    return points
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.plot_frontier:
+        out = args.out_dir / f"personalization_sim_{args.tag or 'frontier'}.png"
+        for pt in plot_frontier(args.plot_frontier, out, args.frontier_clicks):
+            print(f"{pt['tag']:40s} gain {pt['gain']:+.3f} ± {pt['gain_se']:.3f}   "
+                  f"query {pt['query_change']:+.4f} ± {pt['query_change_se']:.4f}")
+        return 0
+    if args.queries is None:
+        raise SystemExit("--queries is required")
     results = asyncio.run(amain(args))
     stem = "personalization_sim" + ("_http" if args.url else "") + (f"_{args.tag}" if args.tag else "")
     (args.out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot(results["ndcg_by_clicks"], args.out_dir / f"{stem}.png",
-         f"{results['config']['mode']}: {args.users} users, eta={args.eta}, {args.clusters} clusters")
+    if not args.no_plot:
+        plot(results["ndcg_by_clicks"], args.out_dir / f"{stem}.png",
+             f"{results['config']['mode']}: {args.users} users, eta={args.eta}, {args.clusters} clusters")
     print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=2))
     return 0
 

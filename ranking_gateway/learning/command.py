@@ -166,8 +166,9 @@ def reranker_summary(result: Any) -> str:
             f"{result.counts.get('clicks')} new clicks")
 
 
-def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The reranker's round: {result, serving artifacts, serving reranker directory}."""
+def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]], state: Any) -> dict[str, Any]:
+    """The reranker's round: {result, serving artifacts, serving reranker directory, config};
+    records the judged reference in `state` on the first round that evaluates (per judged set)."""
     from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
     from ranking_gateway.core.corpus import read_corpus
     from ranking_gateway.core.token_store import TokenStore
@@ -195,7 +196,13 @@ def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]]) -> d
     store = TokenStore.open(paths.token_store, documents=manifest.token_store.documents, dim=manifest.token_store.dim)
     row_of = {d.id: i for i, d in enumerate(read_corpus(paths.documents))}
     judged = reranker_learning.judged_queries(args, int(plan["depth"]))
-    result = run_reranker_round(records, lambda: QuerySide(source, store), row_of, judged, config)
+    judged_key = f"{args.judged.resolve()}|{args.judged_split}|{args.judged_fraction}|{args.judged_seed}"
+    reference = state.reranker_reference if (state.reranker_reference or {}).get("judged") == judged_key else None
+    result = run_reranker_round(records, lambda: QuerySide(source, store), row_of, judged, config,
+                                None if reference is None else float(reference["ndcg"]))
+    if reference is None and result.metrics and not args.dry_run:
+        state.reranker_reference = {"judged": judged_key, "ndcg": result.metrics["serving"]["judged_ndcg@10"],
+                                    "reranker": str(source)}
     return {"result": result, "artifacts": artifacts, "source": source, "config": config}
 
 
@@ -240,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         learned = None
         if args.judged is not None:
             window = select_window(records, state.cursor_ts, args.settle)
-            learned = learn_reranker(args, window.records)
+            learned = learn_reranker(args, window.records, state)
         number = state.next_round
         report = reports.build_report(
             result, round_number=number, serving=serving, serving_source=serving_source, started_at=started,

@@ -18,7 +18,10 @@ The gate, with `margin` (relative, for the click metric) and `ndcg_margin` (abso
 1. `signal`: the candidate's IPS mean rank is below a random order's by the margin: clicks with
    no ranking in them (random clicking) teach nothing worth deploying;
 2. `clicks`: the candidate's IPS mean rank is at most the serving one's * (1 + margin);
-3. `judged`: the candidate's judged NDCG@10 is at least the serving one's - ndcg_margin.
+3. `judged`: the candidate's judged NDCG@10 is at least the serving one's - ndcg_margin;
+4. `judged_vs_reference` (when the learner recorded one): and at least the reference's (the
+   served reranker's before the first round) - ndcg_margin: round after round, losses each within
+   the margin must not add up.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def evaluate(model: QuerySide, held: Sequence[ClickExample], judged: JudgedQueri
 
 
 def gate(serving: dict[str, float], candidate: dict[str, float], random_rank: float,
-         config: RerankerRoundConfig) -> list[dict[str, Any]]:
+         config: RerankerRoundConfig, reference_ndcg: float | None = None) -> list[dict[str, Any]]:
     cand_rank = candidate["ips_mean_rank"]
     checks = [
         {"name": "signal", "candidate": cand_rank, "limit": random_rank * (1 - config.margin),
@@ -127,18 +130,23 @@ def gate(serving: dict[str, float], candidate: dict[str, float], random_rank: fl
         {"name": "judged", "candidate": candidate["judged_ndcg@10"], "limit": serving["judged_ndcg@10"] - config.ndcg_margin,
          "rule": "judged NDCG@10 >= serving's - ndcg_margin"},
     ]
+    if reference_ndcg is not None:
+        checks.append({"name": "judged_vs_reference", "candidate": candidate["judged_ndcg@10"],
+                       "limit": reference_ndcg - config.ndcg_margin,
+                       "rule": "judged NDCG@10 >= the reference's (before the first learnt round) - ndcg_margin"})
     for check in checks:
-        higher_is_better = check["name"] == "judged"
+        higher_is_better = check["name"].startswith("judged")
         check["passed"] = bool(check["candidate"] >= check["limit"] if higher_is_better else check["candidate"] <= check["limit"])
     return checks
 
 
 def run_reranker_round(
     records: Sequence[dict[str, Any]], load: Callable[[], QuerySide], row_of: dict[str, int],
-    judged: JudgedQueries, config: RerankerRoundConfig,
+    judged: JudgedQueries, config: RerankerRoundConfig, reference_ndcg: float | None = None,
 ) -> RerankerRoundResult:
     """`records`: the window (`personalizer_round.select_window`); `load`: a fresh copy of the
-    serving query side (called twice: the serving model and the candidate's starting point)."""
+    serving query side (called twice: the serving model and the candidate's starting point);
+    `reference_ndcg`: the judged NDCG@10 the learner recorded before its first round, if any."""
     examples = click_examples(records, row_of)
     train, held = split_by_request(examples, config.holdout)
     counts = {"clicks": len(examples), "train_clicks": len(train), "heldout_clicks": len(held),
@@ -169,7 +177,7 @@ def run_reranker_round(
         "judged_difference": {"mean": float(diffs.mean()),
                               "standard_error": float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0},
     }
-    result.checks = gate(serving_metrics, candidate_metrics, random_rank, config)
+    result.checks = gate(serving_metrics, candidate_metrics, random_rank, config, reference_ndcg)
     failed = [c["name"] for c in result.checks if not c["passed"]]
     result.verdict = REFUSED if failed else DEPLOY
     result.reason = f"failed {', '.join(failed)}" if failed else "passed " + ", ".join(c["name"] for c in result.checks)

@@ -31,6 +31,9 @@ class LearnState:
     cursor_ts: float | None = None  # newest impression timestamp consumed; None: nothing yet
     runs: list[dict[str, Any]] = field(default_factory=list)  # every round, oldest first
     versions: list[dict[str, Any]] = field(default_factory=list)  # every deployed weights file, oldest first
+    # the reranker's judged NDCG@10 before the first round that learnt it ({judged, ndcg}): later
+    # candidates must not fall below it by more than the margin, so small losses cannot add up
+    reranker_reference: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, workdir: Path) -> LearnState:
@@ -47,12 +50,14 @@ class LearnState:
                 cursor_ts=None if cursor is None else float(cursor),
                 runs=list(obj.get("runs", [])),
                 versions=list(obj.get("versions", [])),
+                reranker_reference=obj.get("reranker_reference"),
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise CliError(f"{path}: not a learner state file ({exc})") from None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "cursor": {"ts": self.cursor_ts}, "versions": self.versions, "runs": self.runs}
+        return {"format": FORMAT, "cursor": {"ts": self.cursor_ts}, "versions": self.versions, "runs": self.runs,
+                "reranker_reference": self.reranker_reference}
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

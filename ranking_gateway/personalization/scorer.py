@@ -56,6 +56,8 @@ def candidate_features(
     retrieval: np.ndarray,
     now: float,
     recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S,
+    expansion: int = 0,
+    expansion_steps: int = 1,
 ) -> np.ndarray:
     """float64 [len(rows), len(FEATURE_NAMES)] for the candidates at index `rows` of
     `embeddings` (all documents; `row_of` maps the profile's document ids to rows). Without a
@@ -69,7 +71,7 @@ def candidate_features(
     feats[:, 4] = 1.0
     if profile is None:
         return feats
-    centroid = profile.centroid()
+    centroid = profile_direction(profile, embeddings, expansion, expansion_steps)
     if centroid is not None:
         feats[:, 2] = np.asarray(embeddings[rows], dtype=np.float32) @ centroid
     if profile.recent:
@@ -83,6 +85,28 @@ def candidate_features(
     return feats
 
 
+def profile_direction(
+    profile: UserProfile, embeddings: np.ndarray, expansion: int = 0, steps: int = 1
+) -> np.ndarray | None:
+    """The unit direction the `profile_sim` feature measures against: the profile's centroid, or
+    with `expansion` > 0 the mean direction of the `expansion` documents nearest to it (`steps`
+    times: a mean shift toward the dense region of the index the user's clicks lie in)."""
+    centroid = profile.centroid()
+    if centroid is None or expansion <= 0:
+        return centroid
+    m = min(int(expansion), len(embeddings))
+    direction = centroid
+    for _ in range(max(1, int(steps))):
+        sims = np.asarray(embeddings @ direction, dtype=np.float32)
+        nearest = np.argpartition(-sims, m - 1)[:m] if m < len(sims) else np.arange(len(sims))
+        mean = np.asarray(embeddings[nearest], dtype=np.float64).sum(axis=0)
+        norm = float(np.linalg.norm(mean))
+        if not np.isfinite(norm) or norm < 1e-12:
+            return centroid
+        direction = (mean / norm).astype(np.float32)
+    return direction
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
 
@@ -93,6 +117,11 @@ class PersonalScorer:
     recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S
     # candidates with a primary z-score >= this lead in their incoming order; None: no protected head
     protect_head_z: float | None = DEFAULT_PROTECT_HEAD_Z
+    # profile_sim against the mean of the N documents nearest to the profile centroid (0: the centroid)
+    profile_expansion: int = 0
+    expansion_steps: int = 1
+    # no candidate ends more than this many places below its non-personalised place (None: no cap)
+    max_demotion: int | None = None
 
     def __post_init__(self) -> None:
         self.weights = np.asarray(self.weights, dtype=np.float64)
@@ -113,12 +142,13 @@ class PersonalScorer:
         search client expects); the others keep sigma(W^T f)."""
         scores = self.score(features)
         order = np.argsort(-scores, kind="stable")
-        if self.protect_head_z is None or len(order) == 0:
-            return order, scores
-        protected = features[:, 0] >= self.protect_head_z
-        if not protected.any():
+        protected = (features[:, 0] >= self.protect_head_z if self.protect_head_z is not None
+                     else np.zeros(len(order), dtype=bool))
+        if not protected.any() and self.max_demotion is None:
             return order, scores
         order = np.concatenate([np.flatnonzero(protected), order[~protected[order]]])
+        if self.max_demotion is not None:
+            order = _cap_demotion(order, int(self.max_demotion))
         shown = scores.copy()
         shown[order] = np.maximum.accumulate(scores[order][::-1])[::-1]
         return order, shown
@@ -143,3 +173,24 @@ class PersonalScorer:
     @classmethod
     def load(cls, path: str | Path) -> PersonalScorer:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _cap_demotion(order: np.ndarray, cap: int) -> np.ndarray:
+    """`order` changed as little as possible so that no candidate i (its non-personalised place)
+    ends below place i + cap: each place takes the next of `order`, unless a candidate is due."""
+    n = len(order)
+    placed = np.zeros(n, dtype=bool)
+    out = np.empty(n, dtype=np.int64)
+    nxt, due = 0, 0  # next of `order` to consider; smallest non-personalised place not yet placed
+    for p in range(n):
+        while due < n and placed[due]:
+            due += 1
+        if due < n and due + cap <= p:
+            i = due
+        else:
+            while placed[order[nxt]]:
+                nxt += 1
+            i = int(order[nxt])
+        placed[i] = True
+        out[p] = i
+    return out

@@ -194,6 +194,8 @@ class Personalization:
             retrieval=retrieval_scores,
             now=time.time(),
             recency_half_life_s=self.scorer.recency_half_life_s,
+            expansion=self.scorer.profile_expansion,
+            expansion_steps=self.scorer.expansion_steps,
         )
         if profile is None:
             shown = list(range(min(k, len(rows))))

@@ -39,6 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=_GATEWAY.host)
     p.add_argument("--port", type=int, default=_GATEWAY.port)
     p.add_argument("--triton-url", help="gRPC host:port of an external Triton (default: start the embedded one)")
+    p.add_argument(
+        "--triton-live-repository", type=Path, metavar="DIR",
+        help="with --triton-url: the model repository that Triton was started on with --model-control-mode=explicit, "
+        "at the same absolute path for both (same host, or a shared volume mounted there): the gateway lays its "
+        "models out and loads them there, so `deploy` can swap them (default: that Triton's own models, no swap)",
+    )
     p.add_argument("--triton-log", type=Path, help="where the embedded Triton writes its log")
     p.add_argument("--rerank-chunk-size", type=int, default=_GATEWAY.rerank_chunk_size, help="pairs per reranker request")
     p.add_argument("--rerank-depth", type=int, default=_GATEWAY.rerank_depth,
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ranking_gateway.serving.app import create_app
     from ranking_gateway.serving.compatibility import check_triton
-    from ranking_gateway.serving.deploy import LiveTriton
+    from ranking_gateway.serving.deploy import LiveTriton, start_external
     from ranking_gateway.serving.live_repository import LiveRepository
     from ranking_gateway.serving.metrics import GatewayMetrics
     from ranking_gateway.serving.triton_server import EmbeddedTriton, TritonInstallation
@@ -167,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.triton_url is None:
         TritonInstallation.from_wheel()  # without the `embedded` extra: a one-line hint, before anything else
+    if args.triton_live_repository is not None and settings.triton_url is None:
+        raise CliError("--triton-live-repository needs --triton-url (the embedded Triton has a live repository of its own)")
     if args.protect_search and not args.api_key_file:
         raise CliError("--protect-search needs --api-key-file")
     if settings.api_key_file:
@@ -198,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
                 EmbeddedTriton(repository.path, log_path=args.triton_log, load_models=list(names.values()))
             )
             live = LiveTriton(repository, names, triton)
+        elif args.triton_live_repository is not None:
+            # the same, on an external Triton in explicit mode over a directory both see (deploy.start_external)
+            live = start_external(args.triton_live_repository, str(settings.triton_url), plan)
         triton_url = triton.grpc_url if triton is not None else str(settings.triton_url)
         # a Triton that cannot serve this build (another release for its engines, a model it could
         # not load) is a one-line error quoting its reason, before the gateway starts

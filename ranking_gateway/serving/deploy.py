@@ -4,7 +4,9 @@
 
 1. resolve the new plan with `serve`'s own flags (`plan.resolve`: the same checks a restart makes);
 2. lay the build's models out in the live repository under version-suffixed names and load them
-   on the embedded Triton beside the serving ones (`live_repository`, explicit model control);
+   on Triton beside the serving ones (`live_repository`, explicit model control): the embedded
+   Triton, or an external one started in explicit mode on a directory the gateway also sees at
+   the same absolute path (`serve --triton-url URL --triton-live-repository DIR`, `start_external`);
 3. load the index, tokenizers and token store with `serve`'s code (`ServingVersion.load`);
 4. check the candidate: every model it needs READY, and canary searches through its pipeline
    (no cache, no admission gate) answering non-empty, undegraded, within the canary deadline;
@@ -15,14 +17,16 @@
 A candidate that fails 1-4 is refused: the old version keeps serving, what was loaded for the
 candidate is unloaded, and the answer (JSON, 4xx/5xx) says why. Weights alone (`deploy
 --personalizer-weights`) go through the same steps with the serving models (nothing loads on
-Triton). Without a live repository (`serve --triton-url`: the gateway does not own that Triton's
-models) a deploy that needs other models is refused with a 501.
+Triton). Without a live repository (`serve --triton-url` alone: the gateway does not own that
+Triton's models) a deploy that needs other models is refused with a 501.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +45,7 @@ from ranking_gateway.serving.version import ServingVersion, rebind
 
 if TYPE_CHECKING:
     from ranking_gateway.serving.app import Gateway
+    from ranking_gateway.serving.triton_client import TritonModels
     from ranking_gateway.serving.triton_server import EmbeddedTriton
 
 log = logging.getLogger(__name__)
@@ -56,8 +61,9 @@ class DeployError(Exception):
 
 @dataclass
 class LiveTriton:
-    """The embedded Triton's live repository, and the server whose start-up load list follows
-    the serving version (so a supervisor restart loads what is being served)."""
+    """The live repository Triton loads from, and the embedded server whose start-up load list
+    follows the serving version (so a supervisor restart loads what is being served); `triton`
+    None for an external Triton (`start_external`), whose restarts are its owner's."""
 
     repository: LiveRepository
     names: dict[str, str]  # the first version's contract -> Triton names
@@ -244,8 +250,9 @@ class Deployer:
         if self.live is None:
             raise DeployError(
                 501, "live_swap_unsupported",
-                "this gateway serves an external Triton (serve --triton-url), whose models it does not manage: "
-                "deploy these artifacts' models on that Triton and restart serve, or serve with the embedded Triton",
+                "this gateway serves an external Triton (serve --triton-url) without a live repository, so it "
+                "does not manage that Triton's models: start that Triton in explicit model-control mode on a "
+                "directory the gateway shares and serve with --triton-live-repository DIR, or use the embedded Triton",
             )
         try:
             names = self.live.repository.add(ArtifactPaths(plan.paths.root), plan.version_key, plan.triton_models)
@@ -345,3 +352,87 @@ class Deployer:
                 log.warning("live swap: %s", exc)
         self.live.repository.remove(names)
         return done
+
+
+def start_external(directory: Path, url: str, plan: ServingPlan, load_timeout_s: float = 300.0,
+                   wait_s: float = 30.0) -> LiveTriton:
+    """`serve --triton-url URL --triton-live-repository DIR`: lay the build's models out in DIR
+    (which the external Triton was started on, in explicit mode, at the same absolute path: the
+    entries' symlinks are absolute) and load them there, so deploys swap as with the embedded
+    Triton. Every way this cannot work is a one-line `CliError`, before the gateway starts."""
+    repository = _writable_repository(directory)
+    try:
+        names = repository.add(ArtifactPaths(plan.paths.root), plan.version_key, plan.triton_models)
+    except OSError as exc:
+        raise CliError(f"--triton-live-repository {repository.path}: {exc}") from None
+    try:
+        asyncio.run(_load_external(url, repository.path, list(names.values()), load_timeout_s, wait_s))
+    except CliError:
+        repository.remove(list(names.values()))  # a refused start leaves no entries of its own behind
+        raise
+    return LiveTriton(repository, names)
+
+
+def _writable_repository(directory: Path) -> LiveRepository:
+    """The live repository at `directory` (made absolute: Triton resolves the same path), checked
+    writable now rather than at the first deploy."""
+    path = directory.expanduser().absolute()
+    try:
+        repository = LiveRepository(path)
+        with tempfile.NamedTemporaryFile(dir=repository.path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"--triton-live-repository {path} is not a writable directory: {exc.strerror or exc}") from None
+    return repository
+
+
+async def _load_external(url: str, root: Path, names: list[str], load_timeout_s: float, wait_s: float) -> None:
+    """`names` loaded on the Triton at `url`; on a refusal, those asked so far unloaded again."""
+    from ranking_gateway.serving.triton_client import TritonModels
+
+    models = TritonModels(url, timeout_s=load_timeout_s, chunk_size=1)
+    try:
+        index = await _answering_index(models, wait_s)
+        unseen = [name for name in names if name not in {m.get("name") for m in index}]
+        if unseen:
+            raise CliError(
+                f"the Triton at {url} does not see {unseen[0]!r} in its model repository: start it with "
+                f"--model-repository={root} --model-control-mode=explicit (the same absolute path on both sides)"
+            )
+        for i, name in enumerate(names):
+            try:
+                await models.load_model(name, load_timeout_s)
+            except BackendUnavailable as exc:
+                message = await _load_refusal(models, url, name, exc)
+                for asked in names[: i + 1]:  # a failed load may leave it half-loaded
+                    with contextlib.suppress(BackendUnavailable):
+                        await models.unload_model(asked)
+                raise CliError(message) from None
+    finally:
+        await models.close()
+
+
+async def _answering_index(models: TritonModels, wait_s: float) -> list[dict]:
+    """Triton's repository index, once it answers (an external Triton may be starting with us)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await models.model_index()
+        except Exception as exc:  # noqa: BLE001 - unreachable, or not up yet: retried, then one line
+            if time.monotonic() >= deadline:
+                raise CliError(f"the Triton at {models.url} did not answer within {wait_s:.0f} s: "
+                               f"{reason_line(str(exc))}") from None
+            await asyncio.sleep(0.5)
+
+
+async def _load_refusal(models: TritonModels, url: str, name: str, exc: BackendUnavailable) -> str:
+    """The start-up error for a model Triton did not load: not in explicit mode, or its reason."""
+    if "not allowed" in str(exc):  # Triton refuses model control outside explicit mode
+        return (f"the Triton at {url} refuses to load models ({reason_line(str(exc))}): "
+                "start it with --model-control-mode=explicit to serve with --triton-live-repository")
+    try:
+        index = await models.model_index()
+    except Exception:  # noqa: BLE001 - the reason is a nicety; the load error stands without it
+        index = []
+    reason = next((m["reason"] for m in index if m.get("name") == name and m.get("reason")), None)
+    return f"the Triton at {url} could not load {name!r}: {reason_line(reason or str(exc))}"

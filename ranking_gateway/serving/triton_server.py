@@ -30,7 +30,6 @@ from pathlib import Path
 
 import httpx
 
-from ranking_gateway.core.contract import ENCODER
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.serving.compatibility import reason_line
 
@@ -97,7 +96,9 @@ class EmbeddedTriton:
     # None: Triton loads every model of the repository at start-up, and nothing else ever.
     # A list: explicit model-control mode over a live repository (`serving.live_repository`),
     # these models loaded at start-up, others loaded and unloaded by the gateway (a live swap);
-    # the swap updates the list, so a restart (`TritonSupervisor`) loads the version then serving
+    # the swap updates the list, so a restart (`TritonSupervisor`) loads the version then serving.
+    # An empty list: explicit mode with nothing loaded, over a repository that a gateway fills
+    # (an external Triton for `serve --triton-live-repository`)
     load_models: list[str] | None = None
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
@@ -164,10 +165,17 @@ class EmbeddedTriton:
             env["VIRTUAL_ENV"] = sys.prefix
         return env
 
+    def _has_models(self) -> bool:
+        """A mistyped repository path fails here, in one line, rather than as a Triton serving nothing."""
+        if self.load_models is None:  # every model of the repository (a build's, or a laid-out live one)
+            return any(self.model_repository.glob("*/config.pbtxt"))
+        if not self.load_models:  # explicit mode over a repository a gateway fills: may be empty
+            return self.model_repository.is_dir()
+        return (self.model_repository / self.load_models[0] / "config.pbtxt").exists()
+
     def start(self) -> "EmbeddedTriton":
         inst = TritonInstallation.from_wheel()
-        first = self.load_models[0] if self.load_models else ENCODER.name
-        if not (self.model_repository / first / "config.pbtxt").exists():
+        if not self._has_models():
             raise CliError(f"{self.model_repository} is not a built model repository (run `ranking-gateway build`)")
         self._workdir = tempfile.TemporaryDirectory(prefix="ranking-gateway-triton-")
         cmd = [

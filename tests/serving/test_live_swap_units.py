@@ -150,13 +150,14 @@ def anyio_backend() -> str:
 
 @pytest.mark.anyio
 async def test_an_external_triton_cannot_take_other_models() -> None:
-    """`serve --triton-url`: no live repository, so a deploy that needs other models is a 501."""
+    """`serve --triton-url` alone: no live repository, so a deploy that needs other models is a 501
+    naming the flag that gives one."""
     gateway = SimpleNamespace(settings=SimpleNamespace(deadline_ms=2000))
     deployer = Deployer(gateway, None)  # type: ignore[arg-type]
     with pytest.raises(DeployError) as info:
         await deployer._load_models(SimpleNamespace(), [], [])  # type: ignore[arg-type]
     assert (info.value.status, info.value.code) == (501, "live_swap_unsupported")
-    assert "--triton-url" in str(info.value)
+    assert "--triton-url" in str(info.value) and "--triton-live-repository" in str(info.value)
 
 
 @pytest.mark.anyio
