@@ -221,7 +221,15 @@ def _save_reranker(workdir: Path, version: int, learned: dict[str, Any], number:
 
 def run(args: argparse.Namespace) -> int:
     from ranking_gateway.learning import report as reports
-    from ranking_gateway.learning.personalizer_round import DEPLOY, REFUSED, SKIPPED, RoundConfig, run_round, select_window
+    from ranking_gateway.learning.personalizer_round import (
+        DEPLOY,
+        REFUSED,
+        SKIPPED,
+        RoundConfig,
+        RoundResult,
+        run_round,
+        select_window,
+    )
     from ranking_gateway.learning.state import LearnState, workdir_lock
     from ranking_gateway.personalization.command import load_records
 
@@ -241,13 +249,13 @@ def run(args: argparse.Namespace) -> int:
         state = LearnState.load(workdir)
         serving, serving_source = serving_scorer(args)
         records = load_records(args.events, args.redis_stream)
-        result = run_round(records, serving, state.cursor_ts, config)
         if args.no_personalizer:
-            result.verdict, result.reason = SKIPPED, "not learnt (--no-personalizer)"
+            result = RoundResult(SKIPPED, "not learnt (--no-personalizer)", select_window(records, state.cursor_ts, args.settle))
+        else:
+            result = run_round(records, serving, state.cursor_ts, config)
         learned = None
         if args.judged is not None:
-            window = select_window(records, state.cursor_ts, args.settle)
-            learned = learn_reranker(args, window.records, state)
+            learned = learn_reranker(args, result.window.records, state)
         number = state.next_round
         report = reports.build_report(
             result, round_number=number, serving=serving, serving_source=serving_source, started_at=started,
