@@ -14,12 +14,18 @@ Two modes:
   store, scorer) on top of a non-personalised ranking by the gateway's dense first stage, exact
   inner product over the index's embeddings (the retrieval score stands in for the reranker score);
   `--personalize-depth` of those candidates are personalised (default all `--candidates`), and
-  `--protect-head-z` / `--weights` set the scorer (default: the product's defaults);
+  `--protect-head-z` / `--weights` set the scorer (default: the product's defaults), `--profile-sim`,
+  `--max-demotion`, `--profile-expansion` override single settings of it; `--oracle-embeddings`
+  (a diagnostic) lets the personaliser see each document as the one-hot vector of its cluster, so
+  the profile learnt from the clicks can be exact;
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
   without `user_id`, `POST /v1/events`), which also measures the latency of `POST /v1/events` and
   the time from an event's acknowledgement to a search answering with the changed ranking.
 
-Writes `--out-dir/personalization_sim.json` and `.png`.
+Writes `--out-dir/personalization_sim[_TAG].json` and `.png` (`--no-plot`: the JSON only); every
+checkpoint reports the mean per-user gain and query NDCG@10 change with their standard errors.
+`--plot-frontier FILE...` plots the gain against the query NDCG@10 change after `--frontier-clicks`
+clicks of result files (one point each) instead of simulating.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ is what lets the profile weigh more (it moves documents further) without burying
 matches: measured in docs/personalization.md ("Simulated users"). `protect_head_z=None` turns
 it off (the ranking before: sigma(W^T f) over all candidates).
 
+Opt-in levers, off by default (measured in docs/personalization.md, "Query relevance held at zero":
+neither moved the trade-off between personal gain and query relevance): `max_demotion` caps how
+many places below its non-personalised place a candidate can end, and `profile_expansion` measures
+`profile_sim` against the mean direction of the documents nearest to the profile centroid.
+
 A search without a user, or for a user without a profile, never reaches this module: it keeps
 exactly the non-personalised order and scores.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +49,9 @@ DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 10.0, 0.5, 0.0)
 LEGACY_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 4.0, 0.5, 0.0)  # the defaults before, without a protected head
 DEFAULT_PROTECT_HEAD_Z: float | None = 2.0
 DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
+# opt-in levers (off by default; measured in docs/personalization.md, "Simulated users", none of them
+# improved the gain/query-relevance trade-off there); a weights file may set them
+OPTIONAL_SETTINGS: tuple[str, ...] = ("profile_expansion", "expansion_steps", "max_demotion")
 
 
 def candidate_features(
@@ -129,6 +137,10 @@ class PersonalScorer:
             raise ValueError(f"personaliser weights must be {len(FEATURE_NAMES)} finite numbers")
         if self.protect_head_z is not None and not np.isfinite(self.protect_head_z):
             raise ValueError("protect_head_z must be a finite number or None")
+        if self.profile_expansion < 0 or self.expansion_steps < 1:
+            raise ValueError("profile_expansion must be >= 0 and expansion_steps >= 1")
+        if self.max_demotion is not None and self.max_demotion < 0:
+            raise ValueError("max_demotion must be >= 0 or None")
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return sigmoid(features @ self.weights)
@@ -139,7 +151,8 @@ class PersonalScorer:
         `protect_head_z`) comes first in that order, then the others by descending personalised
         score (ties keep the incoming order). A protected candidate's score is lifted to the
         best score after it where it is lower, so that scores never rise down the list (what a
-        search client expects); the others keep sigma(W^T f)."""
+        search client expects); the others keep sigma(W^T f). With `max_demotion` N, a candidate
+        that would end more than N places below its incoming place is put at that place."""
         scores = self.score(features)
         order = np.argsort(-scores, kind="stable")
         protected = (features[:, 0] >= self.protect_head_z if self.protect_head_z is not None
@@ -154,11 +167,17 @@ class PersonalScorer:
         return order, shown
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "features": list(FEATURE_NAMES),
             "weights": {n: float(w) for n, w in zip(FEATURE_NAMES, self.weights)},
             "recency_half_life_s": self.recency_half_life_s,
         }
+        # the opt-in levers only when set, so that a file means the same to a gateway without them
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in OPTIONAL_SETTINGS:
+            if getattr(self, name) != defaults[name]:
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_json(cls, obj: dict) -> PersonalScorer:
@@ -168,6 +187,9 @@ class PersonalScorer:
         return cls(
             weights=np.array([float(weights[n]) for n in FEATURE_NAMES]),
             recency_half_life_s=float(obj.get("recency_half_life_s", DEFAULT_RECENCY_HALF_LIFE_S)),
+            profile_expansion=int(obj.get("profile_expansion", 0)),
+            expansion_steps=int(obj.get("expansion_steps", 1)),
+            max_demotion=None if obj.get("max_demotion") is None else int(obj["max_demotion"]),
         )
 
     @classmethod

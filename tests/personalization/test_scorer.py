@@ -133,3 +133,45 @@ def test_weights_round_trip_and_are_validated(tmp_path):
         PersonalScorer(weights=np.array([1.0, np.nan, 0, 0, 0]))
     with pytest.raises(ValueError):
         PersonalScorer.from_json({"weights": {"primary": 1.0}})
+
+
+def test_max_demotion_caps_how_far_a_candidate_falls_and_is_off_by_default():
+    feats = np.zeros((6, len(FEATURE_NAMES)))
+    feats[:, 0] = np.linspace(1.0, 0.0, 6)  # no protected head (z < 2)
+    feats[:, 2] = [0.0, 0.0, 0.0, 0.0, 0.9, 1.0]  # the profile wants the last two first
+    feats[:, 4] = 1.0
+    assert PersonalScorer().max_demotion is None
+    assert PersonalScorer().rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
+    order, scores = PersonalScorer(max_demotion=1).rank(feats)
+    assert order.tolist() == [5, 0, 1, 2, 3, 4]
+    assert all(order.tolist().index(i) <= i + 1 for i in range(6))
+    assert np.all(np.diff(scores[order]) <= 0)
+    # a cap of 0 keeps the non-personalised order exactly; a large cap changes nothing
+    assert PersonalScorer(max_demotion=0).rank(feats)[0].tolist() == list(range(6))
+    assert PersonalScorer(max_demotion=100).rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
+    with pytest.raises(ValueError):
+        PersonalScorer(max_demotion=-1)
+
+
+def test_profile_expansion_measures_against_the_mean_of_the_documents_nearest_to_the_profile():
+    from ranking_gateway.personalization.scorer import profile_direction
+
+    p = profile_of(3)
+    assert np.allclose(profile_direction(p, EMB), EMB[3], atol=1e-6)  # off: the centroid
+    nearest2 = np.argsort(-(EMB @ EMB[3]))[:2]
+    mean = EMB[nearest2].sum(axis=0)
+    assert np.allclose(profile_direction(p, EMB, expansion=2), mean / np.linalg.norm(mean), atol=1e-6)
+    f = candidate_features(p, rows=np.arange(6), embeddings=EMB, row_of=ROW_OF, primary=np.arange(6.0),
+                           retrieval=np.arange(6.0), now=1000.0, expansion=2)
+    assert np.allclose(f[:, 2], EMB @ (mean / np.linalg.norm(mean)), atol=1e-5)
+    with pytest.raises(ValueError):
+        PersonalScorer(profile_expansion=-1)
+
+
+def test_optional_settings_round_trip_and_default_files_do_not_carry_them(tmp_path):
+    assert set(PersonalScorer().to_json()) == {"features", "weights", "recency_half_life_s"}
+    scorer = PersonalScorer(profile_expansion=25, expansion_steps=2, max_demotion=3)
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(scorer.to_json()))
+    loaded = PersonalScorer.load(path)
+    assert (loaded.profile_expansion, loaded.expansion_steps, loaded.max_demotion) == (25, 2, 3)
