@@ -40,6 +40,7 @@ The gate, with `margin` (relative for log-losses, absolute for AUC): the candida
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -232,9 +233,7 @@ def run_round(
         result.eta = max(0.0, -position_weight)
     else:
         weights = fit_logistic(data.features[train], data.labels[train], l2=config.l2)
-    candidate = PersonalScorer(
-        weights=weights, recency_half_life_s=serving.recency_half_life_s, protect_head_z=serving.protect_head_z
-    )
+    candidate = dataclasses.replace(serving, weights=weights)  # the serving scorer's other settings kept
     result.candidate = candidate
     result.metrics = {
         "serving": _metrics(data, train, test, serving, config, result.eta),
