@@ -107,8 +107,8 @@ def operations(limits: SearchLimits) -> dict[tuple[str, str], Operation]:
              409: _error("`deploy_in_progress`, `already_serving` or `no_previous_version` (nothing to roll back to)."),
              422: _error("`invalid_request`/`unknown_field`; the candidate refused, the old version still serving: "
                          "`invalid_artifacts`, `model_load_failed`, `canary_failed`."),
-             501: _error("`live_swap_unsupported`: an external Triton (`serve --triton-url`), whose models the "
-                         "gateway does not manage."),
+             501: _error("`live_swap_unsupported`: an external Triton (`serve --triton-url`) without "
+                         "`--triton-live-repository`, whose models the gateway does not manage."),
              503: _error("`models_not_ready`: Triton loaded the candidate's models but does not report them READY.")},
             body=schemas.DEPLOY_BODY,
             tags=("operations",),
