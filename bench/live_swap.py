@@ -92,7 +92,8 @@ async def watch_version(url: str, old: str, t0: float, stop: asyncio.Event) -> f
 async def run(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    proc, url = start_gateway(args.artifacts.resolve(), ["--deadline-ms", str(args.deadline_ms)], out / "serve.log")
+    flags = ["--deadline-ms", str(args.deadline_ms), "--triton-log", str((out / "triton.log").resolve())]
+    proc, url = start_gateway(args.artifacts.resolve(), flags, out / "serve.log")
     try:
         old_version = httpx.get(url + "/readyz", timeout=10).json()["version"]
         samples: list[dict] = []
