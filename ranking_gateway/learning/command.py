@@ -92,10 +92,9 @@ def gateway_status(url: str, api_key_file: Path | None, timeout: float) -> dict[
     """`GET /v1/admin/deploy`: what the gateway serves, and what it served before."""
     import httpx
 
-    from ranking_gateway.serving.deploy_command import _key
+    from ranking_gateway.serving.deploy_command import auth_headers
 
-    key = _key(api_key_file)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = auth_headers(api_key_file)
     try:
         answer = httpx.get(url.rstrip("/") + "/v1/admin/deploy", headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:

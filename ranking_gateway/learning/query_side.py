@@ -25,6 +25,7 @@ from torch import nn
 from ranking_gateway.core.reranker_dir import LATE_INTERACTION_FILE, PROJECTIONS_FILE
 from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.learning.click_examples import ClickExample
+from ranking_gateway.training.late_interaction import maxsim
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,6 @@ class QueryTrainConfig:
     max_weight: float = 10.0
     max_others: int = 15  # unclicked documents per example (the served top k is 10 by default)
     seed: int = 13
-
-
-def maxsim(query: torch.Tensor, docs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """query [q, dim] (zero rows at padding), docs [n, tokens, dim] -> [n] ColBERT scores."""
-    sims = torch.einsum("qe,nte->nqt", query, docs).masked_fill(mask[:, None, :] == 0, -1e4)
-    return sims.max(dim=-1).values.sum(dim=-1)
 
 
 class QuerySide:

@@ -19,13 +19,6 @@ from ranking_gateway.core.errors import CliError
 from ranking_gateway.learning.reranker_round import JudgedQueries
 
 
-def _headers(api_key_file: Path | None) -> dict[str, str]:
-    from ranking_gateway.serving.deploy_command import _key
-
-    key = _key(api_key_file)
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
 def readiness(url: str, timeout: float) -> dict[str, Any]:
     """`GET /readyz`: the rerank plan (depth, alpha) the gateway serves."""
     import httpx
@@ -70,7 +63,9 @@ def judged_queries(args: argparse.Namespace, depth: int) -> JudgedQueries:
         qids = split_heldout(qids, args.judged_fraction, args.judged_seed)[1]
     if not qids:
         raise CliError(f"--judged {args.judged}: no judged queries in split {args.judged_split}")
-    headers = _headers(args.api_key_file)
+    from ranking_gateway.serving.deploy_command import auth_headers
+
+    headers = auth_headers(args.api_key_file)
     candidates = {q: first_stage(args.url, coll.queries[q], depth, headers, args.timeout)
                   for q in tqdm(qids, desc="judged queries: first stage", unit="query")}
     return JudgedQueries({q: coll.queries[q] for q in qids}, candidates, {q: coll.qrels[q] for q in qids})

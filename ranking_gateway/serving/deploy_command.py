@@ -59,12 +59,17 @@ def _key(path: Path | None) -> str | None:
     return next(line.strip() for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
+def auth_headers(path: Path | None) -> dict[str, str]:
+    """The bearer header of `_key`'s key (none without one): what the admin routes check."""
+    key = _key(path)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def run(args: argparse.Namespace) -> int:
     import httpx
 
     body = request_body(args)
-    key = _key(args.api_key_file)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = auth_headers(args.api_key_file)
     url = args.url.rstrip("/") + "/v1/admin/deploy"
     try:
         answer = httpx.post(url, json=body, headers=headers, timeout=args.timeout)
