@@ -15,7 +15,8 @@ Two modes:
   inner product over the index's embeddings (the retrieval score stands in for the reranker score);
   `--personalize-depth` of those candidates are personalised (default all `--candidates`), and
   `--protect-head-z` / `--weights` set the scorer (default: the product's defaults), `--profile-sim`,
-  `--max-demotion`, `--profile-expansion` override single settings of it; `--oracle-embeddings`
+  `--max-demotion`, `--profile-expansion`, and the v4 levers `--affinity-gate`, `--confidence-ref`,
+  `--confidence-cap`, `--profile-floor-quantile`, `--gate-top` override single settings of it; `--oracle-embeddings`
   (a diagnostic) lets the personaliser see each document as the one-hot vector of its cluster, so
   the profile learnt from the clicks can be exact;
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
@@ -386,9 +387,12 @@ def _int_or_none(value: str) -> int | None | str:
 def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
     """The scorer settings given on the command line (the others: the weights file's, else the defaults)."""
     options: dict[str, Any] = {}
-    for name in ("profile_sim", "profile_expansion", "expansion_steps"):
+    for name in ("profile_sim", "profile_expansion", "expansion_steps", "confidence_ref", "confidence_cap",
+                 "profile_floor_quantile", "gate_top"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.affinity_gate is not None:
+        options["affinity_gate"] = tuple(args.affinity_gate)
     if args.max_demotion != "default":
         options["max_demotion"] = args.max_demotion
     return options
@@ -420,6 +424,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--expansion-steps", type=int, help="scorer's expansion_steps (in-process)")
     p.add_argument("--max-demotion", type=_int_or_none, default="default",
                    help="scorer's max_demotion: N or 'none' (in-process)")
+    p.add_argument("--affinity-gate", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="scorer's affinity_gate: profile weight x clip((a - LO) / (HI - LO), 0, 1), a = mean "
+                        "cosine of the non-personalised top --gate-top to the profile (in-process)")
+    p.add_argument("--confidence-ref", type=float,
+                   help="scorer's confidence_ref: profile weight x min(cap, REF / top z-spread) (in-process)")
+    p.add_argument("--confidence-cap", type=float, help="scorer's confidence_cap (in-process)")
+    p.add_argument("--profile-floor-quantile", type=float,
+                   help="scorer's profile_floor_quantile: promote-only profile term (in-process)")
+    p.add_argument("--gate-top", type=int, help="scorer's gate_top (in-process)")
     p.add_argument("--oracle-embeddings", action="store_true",
                    help="diagnostic (in-process): the personaliser sees each document as the one-hot vector of its "
                         "cluster instead of its embedding, so a profile learnt from clicks can be exact; the first "

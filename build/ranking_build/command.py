@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a reranker directory, its kind read from it: a cross-encoder (Hugging Face sequence "
                    "classification, 1 logit) or a late-interaction reranker (late_interaction.json, e.g. "
                    "models/scifact-reranker: its document side is computed here into a token store)")
-    p.add_argument("--target", choices=["cpu", "tensorrt"], default="cpu")
+    p.add_argument("--target", choices=["cpu", "cuda", "tensorrt"], default="cpu",
+                   help="cpu: python-backend models on CPU; cuda: the same on KIND_GPU instances in PyTorch fp16, "
+                   "for GPUs without TensorRT; tensorrt: TensorRT fp16 engines (the tensorrt extra)")
     p.add_argument(
         "--cpu-runtime",
         choices=["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"],

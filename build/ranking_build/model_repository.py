@@ -2,6 +2,7 @@
 
 CPU target: python-backend models (the model's own model.py + the shared cpu_runtime.py);
 ONNX runtimes get their ONNX file, torch runtimes get Hugging Face weights in `1/hf`.
+CUDA target: the same python-backend models on `KIND_GPU` instances, runtime `torch_cuda_fp16`.
 TensorRT target: `model.plan` with a `tensorrt_plan` config. Both declare the names of
 `ranking_gateway.core.contract`, so the gateway does not know which one it talks to.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ranking_gateway.core.config import CpuRuntime, Target, TritonModelSettings
+from ranking_gateway.core.config import PythonRuntime, Target, TritonModelSettings
 from ranking_gateway.core.contract import ModelContract
 
 
@@ -41,7 +42,8 @@ def render_config(contract: ModelContract, target: Target, serving: TritonModelS
     template = Template((templates_dir() / contract.name / name).read_text())
     return template.substitute(
         name=contract.name,
-        inputs=_inputs(contract, ragged=target == "cpu"),
+        inputs=_inputs(contract, ragged=target != "tensorrt"),
+        instance_kind="KIND_CPU" if target == "cpu" else "KIND_GPU",
         output=contract.output,
         output_dtype=contract.output_dtype,
         max_batch_size=serving.max_batch_size,
@@ -65,14 +67,16 @@ def write_cpu_model(
     repo: Path,
     contract: ModelContract,
     serving: TritonModelSettings,
-    runtime: CpuRuntime,
+    runtime: PythonRuntime,
     onnx_path: Path,
     int8_path: Path | None,
     dim: int,
     onnxruntime_version: str,
+    target: Target = "cpu",
 ) -> Path:
-    """The python-backend model; an ONNX runtime's config records the served graph's opset and
-    the onnxruntime the build checked it with, which the model checks when Triton loads it."""
+    """The python-backend model (CPU target, or CUDA with `runtime` torch_cuda_fp16); an ONNX
+    runtime's config records the served graph's opset and the onnxruntime the build checked it
+    with, which the model checks when Triton loads it."""
     model_dir = repo / contract.name
     version = model_dir / "1"
     version.mkdir(parents=True)
@@ -85,7 +89,7 @@ def write_cpu_model(
         served = shutil.copy2(onnx_path, version / "model.onnx")
     recorded = {"onnx_opset": onnx_opset(Path(served)), "onnxruntime_version": onnxruntime_version} if served else {}
     config = render_config(
-        contract, "cpu", serving, runtime=runtime, dim=dim, **{"onnx_opset": "", "onnxruntime_version": "", **recorded}
+        contract, target, serving, runtime=runtime, dim=dim, **{"onnx_opset": "", "onnxruntime_version": "", **recorded}
     )
     (model_dir / "config.pbtxt").write_text(config)
     return version
@@ -97,7 +101,7 @@ def copy_model_code(contract: ModelContract, version: Path) -> None:
     shutil.copy2(templates_dir() / "common" / "cpu_runtime.py", version / "cpu_runtime.py")
 
 
-def load_cpu_model(version: Path, contract: ModelContract, runtime: CpuRuntime) -> Any:
+def load_cpu_model(version: Path, contract: ModelContract, runtime: PythonRuntime) -> Any:
     """The `cpu_runtime.CpuModel` of a CPU model version directory, initialised as Triton's python
     backend does it, but in this process: benchmarks and tests run the served code."""
     spec = importlib.util.spec_from_file_location(f"{contract.name}_model", version / "model.py")

@@ -84,6 +84,22 @@ def check_onnx(module: torch.nn.Module, path: Path, input_names: tuple[str, ...]
     return float(np.max(np.abs(got - expected)))
 
 
+def check_against_onnx(
+    what: str, got: np.ndarray, reference_onnx: Path, feeds: dict[str, np.ndarray], output: str, bound: float
+) -> float:
+    """Max abs difference of a compiled model's output `got` from ONNX Runtime on the fp32 graph,
+    for the same real inputs; a `CliError` past `bound`: a wrong model must not reach Triton."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
+    expected = session.run([output], feeds)[0]
+    diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    print(f"{what}: vs ONNX Runtime on {len(next(iter(feeds.values())))} real inputs, max abs diff {diff:.4g}")
+    if not diff <= bound:
+        raise CliError(f"{what} differs from ONNX Runtime by {diff:.4g} on {output!r} (more than {bound}): not written")
+    return diff
+
+
 def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time): uses VNNI/AMX."""
     from onnxruntime.quantization import QuantType, quantize_dynamic

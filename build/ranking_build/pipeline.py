@@ -19,6 +19,7 @@ from torch import nn
 
 from ranking_gateway.core.corpus import Document, read_corpus, write_documents
 from ranking_build.indexing import build_faiss_index
+from ranking_build.cuda_model import check_cuda_model
 from ranking_build.model_repository import write_cpu_model, write_tensorrt_model
 from ranking_build.onnx_export import OPSET, ExportResult, export_onnx, quantize_int8
 from ranking_build.tensorrt_engine import (
@@ -42,7 +43,7 @@ from ranking_gateway.core.artifacts import (
 )
 from ranking_gateway.core.reranker_dir import reranker_kind
 from ranking_gateway.core.token_store import store_sha256, write_token_store
-from ranking_gateway.core.config import BuildSettings, Target, TritonModelSettings
+from ranking_gateway.core.config import BuildSettings, PythonRuntime, Target, TritonModelSettings
 from ranking_gateway.core.contract import DOCUMENT_TOKENS, ENCODER, QUERY_TOKENS, RERANKER, ModelContract
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.lexical import STEMMER, STOPWORDS, LexicalIndex
@@ -141,18 +142,22 @@ def compile_model(
         write_tensorrt_model(repo, spec.contract, spec.serving, plan, dim)
         plan.unlink()
         return replace(exported, engine=asdict(engine_info(profile, diff)))
+    runtime: PythonRuntime = "torch_cuda_fp16" if settings.target == "cuda" else settings.cpu_runtime  # type: ignore[assignment]
     int8 = None
-    if settings.cpu_runtime == "onnx_int8":
+    if runtime == "onnx_int8":
         int8 = quantize_int8(exported.path, paths.onnx_dir / f"{name}.int8.onnx")
     assert toolchain.onnxruntime is not None
     version = write_cpu_model(
-        repo, spec.contract, spec.serving, settings.cpu_runtime, exported.path, int8, dim, toolchain.onnxruntime
+        repo, spec.contract, spec.serving, runtime, exported.path, int8, dim, toolchain.onnxruntime, settings.target
     )
-    if settings.cpu_runtime.startswith("torch"):
+    if runtime.startswith("torch"):
         module.transformer.save_pretrained(str(version / "hf"))
         projection = getattr(module, "projection", None)  # the late-interaction query side's
         if projection is not None:
             np.save(version / "hf" / "projection.npy", projection.weight.detach().float().numpy())
+    if settings.target == "cuda":
+        feeds = check.feeds(paths, spec.contract, spec.max_length) if check is not None else None
+        return replace(exported, engine=check_cuda_model(version, spec.contract, exported.path, feeds))
     return exported
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ranking_build.onnx_export import check_against_onnx
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.serving.tokenization import BUCKET
 
@@ -165,18 +166,8 @@ def run_engine(plan: bytes, feeds: dict[str, np.ndarray], output: str) -> np.nda
 def check_engine(plan_path: Path, reference_onnx: Path, feeds: dict[str, np.ndarray], output: str) -> float:
     """Max abs difference between the engine and ONNX Runtime (the fp32 graph) on real inputs;
     a `CliError` past `MAX_ABS_DIFF`: a wrong engine must not reach Triton."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(reference_onnx), providers=["CPUExecutionProvider"])
-    expected = session.run([output], feeds)[0]
     got = run_engine(plan_path.read_bytes(), feeds, output)
-    diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
-    print(f"{plan_path.name}: TensorRT vs ONNX Runtime on {len(next(iter(feeds.values())))} real inputs, "
-          f"max abs diff {diff:.4g}")
-    if not diff <= MAX_ABS_DIFF:
-        raise CliError(f"the TensorRT engine for {output!r} differs from ONNX Runtime by {diff:.4g} "
-                       f"(more than {MAX_ABS_DIFF}): not written")
-    return diff
+    return check_against_onnx(f"the TensorRT engine {plan_path.name}", got, reference_onnx, feeds, output, MAX_ABS_DIFF)
 
 
 def engine_info(profile: EngineProfile, max_abs_diff: float) -> EngineInfo:

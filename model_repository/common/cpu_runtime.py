@@ -1,4 +1,6 @@
-"""CPU inference for the Triton python backend, shared by every model of the repository.
+"""Inference for the Triton python backend, shared by every model of the repository: the CPU
+target's runtimes, and the CUDA target's (`torch_cuda_fp16`: PyTorch fp16 on the instance's GPU,
+for GPUs where TensorRT is not installed).
 
 The build step copies this file next to each model's `model.py`, which says what the model
 computes. It must stay self-contained (no `ranking_gateway` import) so the model repository
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-RUNTIMES = ("torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8")
+RUNTIMES = ("torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8", "torch_cuda_fp16")
 
 LoadTorch = Callable[[Path], Any]  # Hugging Face directory -> module in eval mode
 TorchForward = Callable[[Any, dict], Any]  # (module, {input name: tensor}) -> output tensor
@@ -31,6 +33,18 @@ TorchForward = Callable[[Any, dict], Any]  # (module, {input name: tensor}) -> o
 def _parameter(model_config: dict, key: str, default: str) -> str:
     value = model_config.get("parameters", {}).get(key, {}).get("string_value")
     return value if value else default
+
+
+def threads_per_instance(model_config: dict) -> int:
+    """The config's `threads`, or else the cores shared out among the model's CPU instances: one
+    instance on all cores lets its OpenMP threads sleep between a small forward pass's parallel
+    regions, and two one-thread instances on two cores served 1.2-3x the queries (README, "Triton's
+    perf_analyzer")."""
+    threads = int(_parameter(model_config, "threads", "0"))
+    if threads:
+        return threads
+    instances = sum(int(g.get("count", 1)) for g in model_config.get("instance_group", [])) or 1
+    return max(1, (os.cpu_count() or 1) // instances)
 
 
 def supported_onnx_opset(ort: Any) -> int | None:
@@ -81,11 +95,13 @@ class CpuModel:
     torch runtimes run the Hugging Face weights in `hf/` through the model's `forward`.
     """
 
-    def __init__(self, version_dir: Path, model_config: dict, load_torch: LoadTorch, forward: TorchForward) -> None:
+    def __init__(
+        self, version_dir: Path, model_config: dict, load_torch: LoadTorch, forward: TorchForward, device_id: int = 0
+    ) -> None:
         self.runtime = _parameter(model_config, "runtime", "torch_bf16")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"unknown runtime parameter {self.runtime!r}; expected one of {RUNTIMES}")
-        threads = int(_parameter(model_config, "threads", "0")) or (os.cpu_count() or 1)
+        threads = threads_per_instance(model_config)
         self.input_names = [i["name"] for i in model_config["input"]]
         self.output_name = model_config["output"][0]["name"]
         if self.runtime.startswith("torch"):
@@ -100,7 +116,11 @@ class CpuModel:
 
             torch.set_num_threads(threads)
             self._torch = torch
+            self._device = torch.device("cpu")
             self._model = load_torch(version_dir / "hf")
+            if self.runtime == "torch_cuda_fp16":
+                self._device = cuda_device(torch, device_id)
+                self._model = on_device(self._model, self._device, torch.float16)
             self._forward = forward
         else:
             import onnxruntime as ort
@@ -124,9 +144,33 @@ class CpuModel:
             feeds = {name: inputs[name] for name in self.input_names}
             return self._session.run([self.output_name], feeds)[0].astype(np.float32)
         torch = self._torch
-        tensors = {name: torch.from_numpy(inputs[name]) for name in self.input_names}
+        tensors = {name: torch.from_numpy(inputs[name]).to(self._device) for name in self.input_names}
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.runtime == "torch_bf16"):
-            return self._forward(self._model, tensors).float().numpy()
+            return self._forward(self._model, tensors).float().cpu().numpy()
+
+
+def cuda_device(torch: Any, device_id: int) -> Any:
+    """The GPU Triton placed this instance on (`KIND_GPU`), or a one-line reason why there is none."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "the torch_cuda_fp16 runtime (build --target cuda) runs on a CUDA GPU, and torch in this Triton sees "
+            "none: rebuild the artifacts with --target cpu, or serve them where a GPU and a CUDA build of torch are"
+        )
+    if device_id >= torch.cuda.device_count():
+        raise RuntimeError(f"Triton placed this instance on GPU {device_id}, but torch sees {torch.cuda.device_count()}")
+    return torch.device(f"cuda:{device_id}")
+
+
+def on_device(model: Any, device: Any, dtype: Any) -> Any:
+    """`model` in `dtype` on `device`, with the plain tensors a model.py hangs on it (a late-
+    interaction side's `token_projection`) moved too, kept in fp32 as its forward computes them."""
+    import torch
+
+    model = model.to(device=device, dtype=dtype)
+    for name, value in list(vars(model).items()):
+        if isinstance(value, torch.Tensor):
+            setattr(model, name, value.to(device))
+    return model
 
 
 class BatchingPythonModel(ABC):
@@ -146,7 +190,8 @@ class BatchingPythonModel(ABC):
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.model = CpuModel(version_dir, config, self.load_torch, self.forward)
+        device_id = int(args.get("model_instance_device_id") or 0)  # KIND_GPU: the instance's GPU
+        self.model = CpuModel(version_dir, config, self.load_torch, self.forward, device_id)
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils

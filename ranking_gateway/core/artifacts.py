@@ -95,7 +95,9 @@ class ModelEntry:
     # a reranker's kind (`core.reranker_dir`): its Triton model and whether it has a token store
     kind: str = "cross-encoder"
     # the TensorRT target's engine: TensorRT version, precision, GPU, widest input, and its max
-    # abs difference from ONNX Runtime on real inputs (ranking_build.tensorrt_engine.EngineInfo)
+    # abs difference from ONNX Runtime on real inputs (ranking_build.tensorrt_engine.EngineInfo);
+    # the CUDA target's: runtime, precision, torch and CUDA, and that check where the build had a
+    # GPU (ranking_build.cuda_model.check_cuda_model)
     engine: dict | None = None
 
 

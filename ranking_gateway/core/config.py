@@ -9,8 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Target = Literal["cpu", "tensorrt"]
+# cpu: python-backend models on CPU; cuda: the same on GPUs (PyTorch fp16), where TensorRT is not
+# installed; tensorrt: TensorRT engines
+Target = Literal["cpu", "cuda", "tensorrt"]
 CpuRuntime = Literal["auto", "torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8"]
+# what a python-backend model runs on (model_repository/common/cpu_runtime.py): a CPU runtime, or
+# the CUDA target's
+PythonRuntime = Literal["torch_bf16", "torch_fp32", "onnx_fp32", "onnx_int8", "torch_cuda_fp16"]
 IndexType = Literal["flat", "hnsw"]
 # first stage: FAISS cosine, BM25 (bm25s), or both fused by reciprocal rank (ranking_gateway.core.fusion)
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
@@ -26,7 +31,7 @@ class TritonModelSettings:
     preferred_batch_sizes: tuple[int, ...]
     queue_delay_us: int
     instances: int = 1
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: the cores shared out among the instances (cpu_runtime.threads_per_instance)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,11 @@ class BuildSettings:
     hnsw_m: int = 32
     embed_batch_size: int = 64
     encoder_serving: TritonModelSettings = field(
-        default_factory=lambda: TritonModelSettings(max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=2000)
+        # two instances: one on all cores stalled for 500 ms under concurrency, and two one-thread
+        # instances served 1.2-3x the queries on two cores (README, "Triton's perf_analyzer")
+        default_factory=lambda: TritonModelSettings(
+            max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=2000, instances=2
+        )
     )
     reranker_serving: TritonModelSettings = field(
         default_factory=lambda: TritonModelSettings(

@@ -51,7 +51,10 @@ DEFAULT_PROTECT_HEAD_Z: float | None = 2.0
 DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
 # opt-in levers (off by default; measured in docs/personalization.md, "Simulated users", none of them
 # improved the gain/query-relevance trade-off there); a weights file may set them
-OPTIONAL_SETTINGS: tuple[str, ...] = ("profile_expansion", "expansion_steps", "max_demotion")
+OPTIONAL_SETTINGS: tuple[str, ...] = (
+    "profile_expansion", "expansion_steps", "max_demotion",
+    "affinity_gate", "confidence_ref", "confidence_cap", "profile_floor_quantile", "gate_top",
+)
 
 
 def candidate_features(
@@ -130,6 +133,21 @@ class PersonalScorer:
     expansion_steps: int = 1
     # no candidate ends more than this many places below its non-personalised place (None: no cap)
     max_demotion: int | None = None
+    # v4 levers (docs/personalization.md, "v4"), all off by default. Each scales or reshapes the
+    # profile term per request, from the features alone (rows in the non-personalised order):
+    # query-profile affinity gate (lo, hi): the profile weight is multiplied by
+    # clip((a - lo) / (hi - lo), 0, 1), a = mean profile_sim of the non-personalised top `gate_top`
+    # (= cosine(profile, the mean embedding of that top): how much the query is about the user's interest)
+    affinity_gate: tuple[float, float] | None = None
+    # reranker-confidence scaling: the profile weight is multiplied by min(confidence_cap,
+    # confidence_ref / spread), spread = best primary z-score minus the `gate_top`-th best
+    # (a tight head: the reranker is unsure, the profile may decide more; a spread-out one: less)
+    confidence_ref: float | None = None
+    confidence_cap: float = 2.0
+    # promote-only profile term: profile_sim minus its q-quantile in the list, floored at 0, so
+    # only the candidates clearly nearer the profile than the list move (None: the plain cosine)
+    profile_floor_quantile: float | None = None
+    gate_top: int = 10
 
     def __post_init__(self) -> None:
         self.weights = np.asarray(self.weights, dtype=np.float64)
@@ -141,6 +159,52 @@ class PersonalScorer:
             raise ValueError("profile_expansion must be >= 0 and expansion_steps >= 1")
         if self.max_demotion is not None and self.max_demotion < 0:
             raise ValueError("max_demotion must be >= 0 or None")
+        if self.affinity_gate is not None:
+            lo, hi = (float(x) for x in self.affinity_gate)
+            if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+                raise ValueError("affinity_gate must be (lo, hi) with finite lo < hi, or None")
+            self.affinity_gate = (lo, hi)
+        if self.confidence_ref is not None and not (np.isfinite(self.confidence_ref) and self.confidence_ref > 0):
+            raise ValueError("confidence_ref must be a positive number or None")
+        if not (np.isfinite(self.confidence_cap) and self.confidence_cap > 0):
+            raise ValueError("confidence_cap must be a positive number")
+        if self.profile_floor_quantile is not None and not 0.0 <= self.profile_floor_quantile <= 1.0:
+            raise ValueError("profile_floor_quantile must be in [0, 1] or None")
+        if self.gate_top < 2:
+            raise ValueError("gate_top must be >= 2")
+
+    def profile_scale(self, features: np.ndarray) -> float:
+        """The factor the v4 gates put on the profile weight for this candidate list (1.0 when
+        both are off). `features` rows are in the non-personalised order."""
+        scale = 1.0
+        n = len(features)
+        if n == 0:
+            return scale
+        top = min(self.gate_top, n)
+        if self.affinity_gate is not None:
+            lo, hi = self.affinity_gate
+            affinity = float(features[:top, 2].mean())
+            scale *= float(np.clip((affinity - lo) / (hi - lo), 0.0, 1.0))
+        if self.confidence_ref is not None and n >= 2:
+            z = np.sort(features[:, 0])[::-1]
+            spread = float(z[0] - z[top - 1])
+            scale *= min(self.confidence_cap, self.confidence_ref / max(spread, 1e-9))
+        return scale
+
+    def personal_features(self, features: np.ndarray) -> np.ndarray:
+        """`features` with the profile term as the scorer ranks by: the promote-only floor and the
+        gates applied (the input itself when all v4 levers are off)."""
+        if self.affinity_gate is None and self.confidence_ref is None and self.profile_floor_quantile is None:
+            return features
+        f = np.array(features, dtype=np.float64, copy=True)
+        if len(f) == 0:
+            return f
+        scale = self.profile_scale(features)
+        if self.profile_floor_quantile is not None:
+            floor = float(np.quantile(f[:, 2], self.profile_floor_quantile))
+            f[:, 2] = np.maximum(f[:, 2] - floor, 0.0)
+        f[:, 2] *= scale
+        return f
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return sigmoid(features @ self.weights)
@@ -152,8 +216,9 @@ class PersonalScorer:
         score (ties keep the incoming order). A protected candidate's score is lifted to the
         best score after it where it is lower, so that scores never rise down the list (what a
         search client expects); the others keep sigma(W^T f). With `max_demotion` N, a candidate
-        that would end more than N places below its incoming place is put at that place."""
-        scores = self.score(features)
+        that would end more than N places below its incoming place is put at that place. The v4
+        levers (`personal_features`) reshape the profile term first."""
+        scores = self.score(self.personal_features(features))
         order = np.argsort(-scores, kind="stable")
         protected = (features[:, 0] >= self.protect_head_z if self.protect_head_z is not None
                      else np.zeros(len(order), dtype=bool))
@@ -190,6 +255,12 @@ class PersonalScorer:
             profile_expansion=int(obj.get("profile_expansion", 0)),
             expansion_steps=int(obj.get("expansion_steps", 1)),
             max_demotion=None if obj.get("max_demotion") is None else int(obj["max_demotion"]),
+            affinity_gate=None if obj.get("affinity_gate") is None else tuple(float(x) for x in obj["affinity_gate"]),
+            confidence_ref=None if obj.get("confidence_ref") is None else float(obj["confidence_ref"]),
+            confidence_cap=float(obj.get("confidence_cap", 2.0)),
+            profile_floor_quantile=(None if obj.get("profile_floor_quantile") is None
+                                    else float(obj["profile_floor_quantile"])),
+            gate_top=int(obj.get("gate_top", 10)),
         )
 
     @classmethod

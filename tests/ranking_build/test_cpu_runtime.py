@@ -113,3 +113,13 @@ def test_an_onnx_runtime_records_the_opset_of_the_graph_it_serves(artifacts: Art
     opset = "17" if runtime == "onnx_fp32" else ""
     assert f'key: "onnx_opset" value: {{ string_value: "{opset}" }}' in config
     assert f'key: "onnxruntime_version" value: {{ string_value: "{"1.20.1" if opset else ""}" }}' in config
+
+
+def test_threads_are_the_configs_or_the_cores_shared_among_the_instances(monkeypatch) -> None:
+    runtime = cpu_runtime()
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)
+    two = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
+    assert runtime.threads_per_instance(two) == 8
+    assert runtime.threads_per_instance({"instance_group": [{"count": 32}]}) == 1  # never none
+    assert runtime.threads_per_instance({}) == 16  # one instance when the config says nothing
+    assert runtime.threads_per_instance({**two, "parameters": {"threads": {"string_value": "3"}}}) == 3
