@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import threading
@@ -65,6 +66,16 @@ def load_model(paths: ArtifactPaths, contract: ModelContract, config: dict) -> A
 
     python_model = module.TritonPythonModel
     return CpuModel(version, config, python_model.load_torch, python_model.forward)
+
+
+def threads_of(config: dict) -> int:
+    """What the served runtime makes of a config's instances and threads (cpu_runtime.py)."""
+    import cpu_runtime  # noqa: E402  (on sys.path once load_model ran)
+
+    if hasattr(cpu_runtime, "threads_per_instance"):
+        return cpu_runtime.threads_per_instance(config)
+    threads = config.get("parameters", {}).get("threads", {}).get("string_value") or "0"
+    return int(threads) or (os.cpu_count() or 1)  # builds before it: every instance on all cores
 
 
 def fields(batch: TokenBatch, contract: ModelContract) -> dict[str, np.ndarray]:
@@ -117,11 +128,36 @@ async def through_triton(
 
     try:
         await call(requests[0])  # the channel connected
+        before = await server_times(models, contract.name)
         started = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        return summary(latencies, time.perf_counter() - started)
+        result = summary(latencies, time.perf_counter() - started)
+        await asyncio.sleep(0.2)  # Triton records a request's statistics after its response
+        after = await server_times(models, contract.name)
+        return {**result, "server_ms_per_request": per_request_ms(before, after)}
     finally:
         await models.close()
+
+
+STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+async def server_times(models: TritonModels, name: str) -> dict[str, int]:
+    """Triton's cumulative counters for `name`: requests, executions, and ns spent in each stage."""
+    stats = (await models.inference_statistics(name))["model_stats"][0]
+    infer = stats["inference_stats"]
+    times = {stage: int(infer.get(stage, {}).get("ns", 0)) for stage in STAGES}
+    return {**times, "requests": int(infer.get("success", {}).get("count", 0)),
+            "executions": int(stats.get("execution_count", 0))}
+
+
+def per_request_ms(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Where a request's time went inside Triton (the rest of its latency is the client and gRPC),
+    and how many requests an execution merged."""
+    requests = max(1, after["requests"] - before["requests"])
+    split = {stage: (after[stage] - before[stage]) / requests / 1e6 for stage in STAGES}
+    executions = max(1, after["executions"] - before["executions"])
+    return {**split, "requests_per_execution": requests / executions}
 
 
 def summary(latencies: list[float], wall_s: float) -> dict:
@@ -181,16 +217,22 @@ def main() -> int:
     runs = []
     with EmbeddedTriton(paths.model_repository) as triton:
         config = asyncio.run(triton_config(triton.grpc_url, contract.name))
-        model = load_model(paths, contract, config)
+        # the bare loop is one copy of the model on all cores, as a hand-written service runs it;
+        # Triton runs the config's instances, each on its share of the cores
+        model = load_model(paths, contract, {**config, "instance_group": [{"count": 1}]})
         for level in args.concurrency:
             bare = bare_loop(model, contract, requests, level, args.seconds)
             triton_run = asyncio.run(through_triton(triton.grpc_url, contract, requests, level, args.seconds, args.chunk_size))
             ratio = triton_run["per_s"] / bare["per_s"]
             runs.append({"concurrency": level, "bare": bare, "triton": triton_run, "triton_over_bare": ratio})
+            inside = triton_run["server_ms_per_request"]
             print(f"c={level}: bare {bare['per_s']:.1f}/s p50 {bare['p50_ms']:.1f} ms | triton {triton_run['per_s']:.1f}/s "
-                  f"p50 {triton_run['p50_ms']:.1f} ms | ratio {ratio:.2f}", flush=True)
+                  f"p50 {triton_run['p50_ms']:.1f} ms | ratio {ratio:.2f} | in Triton per request: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in inside.items()), flush=True)
     report = {
         "artifacts": str(args.artifacts), "model": contract.name, "runtime": model.runtime,
+        "triton_instances": [{k: g.get(k) for k in ("count", "kind")} for g in config.get("instance_group", [])],
+        "triton_threads_per_instance": threads_of(config), "bare_threads": threads_of({}),
         "max_length": entry.max_length, "pairs_per_request": args.pairs if contract is RERANKER else None,
         "chunk_size": args.chunk_size, "seconds": args.seconds, "runs": runs,
         "median_ratio": statistics.median(r["triton_over_bare"] for r in runs),

@@ -31,7 +31,7 @@ class TritonModelSettings:
     preferred_batch_sizes: tuple[int, ...]
     queue_delay_us: int
     instances: int = 1
-    threads: int = 0  # 0: the cores shared out among the instances (cpu_runtime.threads_per_instance)
+    threads: int = 0  # 0: all cores, for each instance (cpu_runtime.threads_per_instance)
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,19 @@ class BuildSettings:
     hnsw_m: int = 32
     embed_batch_size: int = 64
     encoder_serving: TritonModelSettings = field(
-        # two instances: one on all cores stalled for 500 ms under concurrency, and two one-thread
-        # instances served 1.2-3x the queries on two cores (README, "Triton's perf_analyzer")
+        # two instances: one alone stalled for 500 ms under concurrency (README, "Triton's
+        # perf_analyzer"); each on all cores, so a lone query has them all ("What Triton adds"); no
+        # queue delay: a lone query does not wait for company, and what queues while both
+        # instances are busy is still merged
         default_factory=lambda: TritonModelSettings(
-            max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=2000, instances=2
+            max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=0, instances=2
         )
     )
     reranker_serving: TritonModelSettings = field(
+        # two instances for the same reason: one alone stalled here too (a 30-pair cross-encoder
+        # rerank at 1 client: 0.7 of the bare loop with one instance, 0.9-1.0 with two)
         default_factory=lambda: TritonModelSettings(
-            max_batch_size=256, preferred_batch_sizes=(64, 128), queue_delay_us=3000
+            max_batch_size=256, preferred_batch_sizes=(64, 128), queue_delay_us=3000, instances=2
         )
     )
 

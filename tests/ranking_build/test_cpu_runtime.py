@@ -115,11 +115,11 @@ def test_an_onnx_runtime_records_the_opset_of_the_graph_it_serves(artifacts: Art
     assert f'key: "onnxruntime_version" value: {{ string_value: "{"1.20.1" if opset else ""}" }}' in config
 
 
-def test_threads_are_the_configs_or_the_cores_shared_among_the_instances(monkeypatch) -> None:
+def test_threads_are_the_configs_or_all_cores_and_instances_are_counted(monkeypatch) -> None:
     runtime = cpu_runtime()
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: 16)
     two = {"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}
-    assert runtime.threads_per_instance(two) == 8
-    assert runtime.threads_per_instance({"instance_group": [{"count": 32}]}) == 1  # never none
-    assert runtime.threads_per_instance({}) == 16  # one instance when the config says nothing
+    assert runtime.threads_per_instance(two) == 16
     assert runtime.threads_per_instance({**two, "parameters": {"threads": {"string_value": "3"}}}) == 3
+    assert runtime.instance_count(two) == 2 and runtime.instance_count({}) == 1
+    assert runtime.instance_count({"instance_group": [{"count": 2}, {"count": 3}]}) == 5
