@@ -16,7 +16,8 @@ Two modes:
   `--personalize-depth` of those candidates are personalised (default all `--candidates`), and
   `--protect-head-z` / `--weights` set the scorer (default: the product's defaults), `--profile-sim`,
   `--max-demotion`, `--profile-expansion`, and the v4 levers `--affinity-gate`, `--confidence-ref`,
-  `--confidence-cap`, `--profile-floor-quantile`, `--gate-top` override single settings of it; `--oracle-embeddings`
+  `--confidence-cap`, `--profile-floor-quantile`, `--max-newcomers`,
+  `--keep-page-order`, `--page` override single settings of it; `--oracle-embeddings`
   (a diagnostic) lets the personaliser see each document as the one-hot vector of its cluster, so
   the profile learnt from the clicks can be exact;
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
@@ -36,6 +37,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import sys
 import tempfile
 import time
@@ -388,9 +390,11 @@ def scorer_options(args: argparse.Namespace) -> dict[str, Any]:
     """The scorer settings given on the command line (the others: the weights file's, else the defaults)."""
     options: dict[str, Any] = {}
     for name in ("profile_sim", "profile_expansion", "expansion_steps", "confidence_ref", "confidence_cap",
-                 "profile_floor_quantile", "gate_top"):
+                 "profile_floor_quantile", "max_newcomers", "page"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.keep_page_order:
+        options["keep_page_order"] = True
     if args.affinity_gate is not None:
         options["affinity_gate"] = tuple(args.affinity_gate)
     if args.max_demotion != "default":
@@ -432,7 +436,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--confidence-cap", type=float, help="scorer's confidence_cap (in-process)")
     p.add_argument("--profile-floor-quantile", type=float,
                    help="scorer's profile_floor_quantile: promote-only profile term (in-process)")
-    p.add_argument("--gate-top", type=int, help="scorer's gate_top (in-process)")
+    p.add_argument("--max-newcomers", type=int,
+                   help="scorer's max_newcomers: at most N documents from outside the non-personalised top --page "
+                        "enter the personalised one (in-process)")
+    p.add_argument("--keep-page-order", action="store_true",
+                   help="scorer's keep_page_order: the non-personalised top --page keep their order among "
+                        "themselves (in-process)")
+    p.add_argument("--page", type=int, help="scorer's page (in-process)")
     p.add_argument("--oracle-embeddings", action="store_true",
                    help="diagnostic (in-process): the personaliser sees each document as the one-hot vector of its "
                         "cluster instead of its embedding, so a profile learnt from clicks can be exact; the first "
@@ -515,7 +525,7 @@ def plot_frontier(paths: list[Path], out: Path, clicks: str) -> list[dict[str, A
     for pt in points:
         ax.errorbar(pt["query_change"], pt["gain"], xerr=pt["query_change_se"], yerr=pt["gain_se"], fmt="o",
                     ms=4, capsize=2, alpha=0.8)
-        ax.annotate(pt["tag"].replace("v3_", ""), (pt["query_change"], pt["gain"]), fontsize=6,
+        ax.annotate(re.sub(r"^v\d+_", "", pt["tag"]), (pt["query_change"], pt["gain"]), fontsize=6,
                     xytext=(3, 3), textcoords="offset points")
     ax.axhline(0.10, color="grey", ls="--", lw=0.8)
     ax.axvline(0.0, color="grey", ls="--", lw=0.8)

@@ -21,7 +21,13 @@ it off (the ranking before: sigma(W^T f) over all candidates).
 Opt-in levers, off by default (measured in docs/personalization.md, "Query relevance held at zero":
 neither moved the trade-off between personal gain and query relevance): `max_demotion` caps how
 many places below its non-personalised place a candidate can end, and `profile_expansion` measures
-`profile_sim` against the mean direction of the documents nearest to the profile centroid.
+`profile_sim` against the mean direction of the documents nearest to the profile centroid. The v4
+levers (docs/personalization.md, "v4"; also off by default, none moved the trade-off either) work
+per request from the features alone: `affinity_gate` scales the profile weight by how near the
+non-personalised top `page` is to the profile (how much the query is about the user's interest),
+`confidence_ref` by how tight the reranker's top `page` is, `profile_floor_quantile` makes the
+profile term promote-only, `max_newcomers` limits how many candidates from below enter the top
+`page`, and `keep_page_order` keeps the query's own top `page` in its order.
 
 A search without a user, or for a user without a profile, never reaches this module: it keeps
 exactly the non-personalised order and scores.
@@ -53,7 +59,8 @@ DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
 # improved the gain/query-relevance trade-off there); a weights file may set them
 OPTIONAL_SETTINGS: tuple[str, ...] = (
     "profile_expansion", "expansion_steps", "max_demotion",
-    "affinity_gate", "confidence_ref", "confidence_cap", "profile_floor_quantile", "gate_top",
+    "affinity_gate", "confidence_ref", "confidence_cap", "profile_floor_quantile", "max_newcomers",
+    "keep_page_order", "page",
 )
 
 
@@ -136,18 +143,27 @@ class PersonalScorer:
     # v4 levers (docs/personalization.md, "v4"), all off by default. Each scales or reshapes the
     # profile term per request, from the features alone (rows in the non-personalised order):
     # query-profile affinity gate (lo, hi): the profile weight is multiplied by
-    # clip((a - lo) / (hi - lo), 0, 1), a = mean profile_sim of the non-personalised top `gate_top`
+    # clip((a - lo) / (hi - lo), 0, 1), a = mean profile_sim of the non-personalised top `page`
     # (= cosine(profile, the mean embedding of that top): how much the query is about the user's interest)
     affinity_gate: tuple[float, float] | None = None
     # reranker-confidence scaling: the profile weight is multiplied by min(confidence_cap,
-    # confidence_ref / spread), spread = best primary z-score minus the `gate_top`-th best
+    # confidence_ref / spread), spread = best primary z-score minus the `page`-th best
     # (a tight head: the reranker is unsure, the profile may decide more; a spread-out one: less)
     confidence_ref: float | None = None
     confidence_cap: float = 2.0
     # promote-only profile term: profile_sim minus its q-quantile in the list, floored at 0, so
     # only the candidates clearly nearer the profile than the list move (None: the plain cosine)
     profile_floor_quantile: float | None = None
-    gate_top: int = 10
+    # at most this many candidates from outside the non-personalised top `page` enter the
+    # personalised top `page` (the best-scored ones); the profile re-orders the page freely.
+    # None: no limit
+    max_newcomers: int | None = None
+    # the documents of the non-personalised top `page` keep their order among themselves: the
+    # profile decides which candidates from below enter the page and where, not how the query's own
+    # results are ordered (those the newcomers push off the page are then the lowest-ranked ones)
+    keep_page_order: bool = False
+    # the top the user sees (the gates read it, `max_newcomers` guards it)
+    page: int = 10
 
     def __post_init__(self) -> None:
         self.weights = np.asarray(self.weights, dtype=np.float64)
@@ -170,8 +186,10 @@ class PersonalScorer:
             raise ValueError("confidence_cap must be a positive number")
         if self.profile_floor_quantile is not None and not 0.0 <= self.profile_floor_quantile <= 1.0:
             raise ValueError("profile_floor_quantile must be in [0, 1] or None")
-        if self.gate_top < 2:
-            raise ValueError("gate_top must be >= 2")
+        if self.max_newcomers is not None and self.max_newcomers < 0:
+            raise ValueError("max_newcomers must be >= 0 or None")
+        if self.page < 2:
+            raise ValueError("page must be >= 2")
 
     def profile_scale(self, features: np.ndarray) -> float:
         """The factor the v4 gates put on the profile weight for this candidate list (1.0 when
@@ -180,7 +198,7 @@ class PersonalScorer:
         n = len(features)
         if n == 0:
             return scale
-        top = min(self.gate_top, n)
+        top = min(self.page, n)
         if self.affinity_gate is not None:
             lo, hi = self.affinity_gate
             affinity = float(features[:top, 2].mean())
@@ -222,11 +240,18 @@ class PersonalScorer:
         order = np.argsort(-scores, kind="stable")
         protected = (features[:, 0] >= self.protect_head_z if self.protect_head_z is not None
                      else np.zeros(len(order), dtype=bool))
-        if not protected.any() and self.max_demotion is None:
+        if (not protected.any() and self.max_demotion is None and self.max_newcomers is None
+                and not self.keep_page_order):
             return order, scores
         order = np.concatenate([np.flatnonzero(protected), order[~protected[order]]])
         if self.max_demotion is not None:
             order = _cap_demotion(order, int(self.max_demotion))
+        if self.max_newcomers is not None:
+            order = _limit_newcomers(order, self.page, int(self.max_newcomers))
+        if self.keep_page_order:
+            incumbent = order < self.page
+            order = order.copy()
+            order[incumbent] = np.sort(order[incumbent])
         shown = scores.copy()
         shown[order] = np.maximum.accumulate(scores[order][::-1])[::-1]
         return order, shown
@@ -260,12 +285,27 @@ class PersonalScorer:
             confidence_cap=float(obj.get("confidence_cap", 2.0)),
             profile_floor_quantile=(None if obj.get("profile_floor_quantile") is None
                                     else float(obj["profile_floor_quantile"])),
-            gate_top=int(obj.get("gate_top", 10)),
+            max_newcomers=None if obj.get("max_newcomers") is None else int(obj["max_newcomers"]),
+            keep_page_order=bool(obj.get("keep_page_order", False)),
+            page=int(obj.get("page", 10)),
         )
 
     @classmethod
     def load(cls, path: str | Path) -> PersonalScorer:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _limit_newcomers(order: np.ndarray, page: int, limit: int) -> np.ndarray:
+    """`order` with at most `limit` candidates from outside the non-personalised top `page`
+    (index >= page) in its first `page` places: the first `limit` such of `order` may enter, the
+    page is then the first `page` of `order` among those and the non-personalised top `page`;
+    everything keeps its relative order in `order`."""
+    allowed = np.asarray(order) < page
+    allowed[np.flatnonzero(~allowed)[:limit]] = True
+    head = order[allowed][:page]
+    rest = np.ones(len(order), dtype=bool)
+    rest[np.isin(order, head)] = False
+    return np.concatenate([head, order[rest]])
 
 
 def _cap_demotion(order: np.ndarray, cap: int) -> np.ndarray:

@@ -175,3 +175,122 @@ def test_optional_settings_round_trip_and_default_files_do_not_carry_them(tmp_pa
     path.write_text(json.dumps(scorer.to_json()))
     loaded = PersonalScorer.load(path)
     assert (loaded.profile_expansion, loaded.expansion_steps, loaded.max_demotion) == (25, 2, 3)
+
+
+# ----------------------------------------------------------------------------- v4 levers (off by default)
+
+
+def page_features(profile_sims, primary=None):
+    """Features of a list in the non-personalised order: primary falling evenly (no protected
+    head), the given cosines to the profile."""
+    n = len(profile_sims)
+    f = np.zeros((n, len(FEATURE_NAMES)))
+    f[:, 0] = np.linspace(1.5, -1.5, n) if primary is None else primary
+    f[:, 2] = profile_sims
+    f[:, 4] = 1.0
+    return f
+
+
+def moved(order):
+    return sum(int(i != j) for i, j in enumerate(order))
+
+
+def test_v4_levers_are_off_by_default_and_change_nothing_then():
+    scorer = PersonalScorer()
+    assert (scorer.affinity_gate, scorer.confidence_ref, scorer.profile_floor_quantile, scorer.max_newcomers,
+            scorer.keep_page_order) == (None, None, None, None, False)
+    f = page_features(rng.uniform(0.0, 0.6, size=30))
+    assert scorer.personal_features(f) is f and scorer.profile_scale(f) == 1.0
+    order, scores = scorer.rank(f)
+    assert np.array_equal(order, np.argsort(-scorer.score(f), kind="stable"))
+
+
+def test_affinity_gate_moves_less_for_a_query_unrelated_to_the_profile():
+    scorer = PersonalScorer(affinity_gate=(0.1, 0.4))
+    sims = np.array([0.05] * 10 + [0.05] * 15 + [0.6] * 5)  # the top 10 is far from the profile
+    unrelated = page_features(sims)
+    related = page_features(sims + np.r_[[0.35] * 10, [0.0] * 20])  # the same list, the top 10 near it
+    assert scorer.profile_scale(unrelated) == 0.0 and scorer.profile_scale(related) == pytest.approx(1.0)
+    # off-topic query: the non-personalised order exactly; on-topic: the profile moves documents
+    assert scorer.rank(unrelated)[0].tolist() == list(range(30))
+    assert moved(scorer.rank(related)[0]) > 0
+    assert moved(PersonalScorer().rank(unrelated)[0]) > 0  # without the gate the profile moves it
+    with pytest.raises(ValueError):
+        PersonalScorer(affinity_gate=(0.4, 0.1))
+
+
+def test_confidence_scale_personalises_a_tight_head_more_than_a_clear_winner():
+    scorer = PersonalScorer(confidence_ref=2.0, confidence_cap=3.0, protect_head_z=None)
+    tight = page_features(np.zeros(20), primary=np.r_[np.linspace(1.0, 0.5, 10), np.linspace(0.4, -3, 10)])
+    spread = page_features(np.zeros(20), primary=np.r_[np.linspace(4.0, 0.0, 10), np.linspace(-0.1, -3, 10)])
+    assert scorer.profile_scale(tight) == pytest.approx(3.0)  # spread 0.5: capped at 3
+    assert scorer.profile_scale(spread) == pytest.approx(0.5)  # spread 4: 2 / 4
+    sims = np.r_[np.zeros(10), np.full(10, 0.3)]
+    tight[:, 2] = spread[:, 2] = sims
+    plain = PersonalScorer(protect_head_z=None)
+    assert moved(scorer.rank(tight)[0]) >= moved(plain.rank(tight)[0])
+    assert moved(scorer.rank(spread)[0]) <= moved(plain.rank(spread)[0])
+
+
+def test_profile_floor_promotes_only_what_is_clearly_nearer_the_profile():
+    # rows 0..5 slightly nearer the profile the lower they rank; row 7 clearly nearest
+    f = page_features([0.10, 0.12, 0.14, 0.16, 0.18, 0.20, 0.10, 0.60], primary=np.linspace(0.7, -0.7, 8))
+    plain = PersonalScorer(protect_head_z=None, weights=np.array([1.0, 0.25, 20.0, 0.5, 0.0]))
+    floored = replace_scorer(plain, profile_floor_quantile=0.875)
+    assert plain.rank(f)[0].tolist()[:2] == [7, 5]  # the plain cosine also reshuffles the near-ties
+    order = floored.rank(f)[0].tolist()
+    assert order[0] == 7 and order[1:] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def replace_scorer(scorer, **changes):
+    from dataclasses import replace
+
+    return replace(scorer, **changes)
+
+
+def test_max_newcomers_limits_what_enters_the_page_and_keep_page_order_keeps_the_incumbents_order():
+    sims = np.r_[np.linspace(0.0, 0.3, 10), np.full(5, 0.8), np.zeros(5)]  # rows 10-14 are the user's
+    f = page_features(sims, primary=np.linspace(1.5, -1.5, 20))
+    free = PersonalScorer(page=10)
+    assert sum(i >= 10 for i in free.rank(f)[0][:10]) == 5
+    limited = PersonalScorer(page=10, max_newcomers=2)
+    order = limited.rank(f)[0].tolist()
+    assert sorted(i for i in order[:10] if i >= 10) == [10, 11]  # the two best-scored newcomers
+    assert sorted(order) == list(range(20))
+    assert set(PersonalScorer(page=10, max_newcomers=0).rank(f)[0][:10].tolist()) == set(range(10))
+    kept = PersonalScorer(page=10, keep_page_order=True).rank(f)[0].tolist()
+    incumbents = [i for i in kept if i < 10]
+    assert incumbents == sorted(incumbents) and kept[:10] != list(range(10))  # newcomers still enter
+    order, scores = PersonalScorer(page=10, max_newcomers=1, keep_page_order=True).rank(f)
+    assert np.all(np.diff(scores[order]) <= 0)
+    with pytest.raises(ValueError):
+        PersonalScorer(max_newcomers=-1)
+
+
+def test_v4_settings_round_trip(tmp_path):
+    scorer = PersonalScorer(affinity_gate=(0.1, 0.3), confidence_ref=3.0, confidence_cap=1.0,
+                            profile_floor_quantile=0.8, max_newcomers=2, keep_page_order=True, page=8)
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps(scorer.to_json()))
+    loaded = PersonalScorer.load(path)
+    assert (loaded.affinity_gate, loaded.confidence_ref, loaded.confidence_cap, loaded.profile_floor_quantile,
+            loaded.max_newcomers, loaded.keep_page_order, loaded.page) == ((0.1, 0.3), 3.0, 1.0, 0.8, 2, True, 8)
+
+
+@pytest.mark.anyio
+async def test_a_user_without_a_profile_keeps_the_exact_ranking_whatever_the_v4_levers(tmp_path):
+    from ranking_gateway.personalization.jsonl_log import JsonlEventLog
+    from ranking_gateway.personalization.memory_store import InMemoryProfileStore
+    from ranking_gateway.personalization.service import Personalization
+
+    scorer = PersonalScorer(affinity_gate=(0.0, 0.1), confidence_ref=5.0, profile_floor_quantile=0.5,
+                            max_newcomers=3, keep_page_order=True, page=3)
+    p = Personalization(embeddings=EMB, doc_ids=list(ROW_OF), store=InMemoryProfileStore(),
+                        event_log=JsonlEventLog(tmp_path), scorer=scorer)
+    try:
+        rows = np.array([4, 2, 0, 5, 1, 3])
+        out = await p.personalize("nobody", rows, np.arange(6.0)[::-1], np.arange(6.0)[::-1], request_id="r",
+                                  k=4, query="q")
+        assert out is None
+    finally:
+        await p.close()
