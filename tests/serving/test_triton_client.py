@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -41,13 +42,15 @@ async def settled_reranker_counts(models: TritonModels) -> tuple[int, int, int]:
 
 
 async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_within: float | None, cancel: bool):
-    """16 one-pair requests queued behind a full batch that keeps the reranker's one instance
+    """16 one-pair requests queued behind full batches that keep the reranker's instances
     busy, given `doomed_within` (a fraction of the batch's run time) to be answered, and
     cancelled by the client after 0.2 of it when `cancel`. Returns (requests that succeeded,
-    failed, executions) from Triton's statistics, and what the 16 requests' call raised."""
+    failed, executions) from Triton's statistics, what the 16 requests' call raised, and how
+    many full batches kept the instances busy."""
     tokenizer = TextTokenizer(artifacts.tokenizer(RERANKER.name), 128)
     long_text = " ".join(["basalt lava flows cool into columns of rock"] * 40)  # past 128 tokens
     full = tokenizer.encode_pairs("why do volcanoes erupt", [long_text] * 256)  # one max-size batch
+    instances = reranker_instances(artifacts)
     busy_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=256)
     doomed_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=1)
     try:
@@ -57,7 +60,8 @@ async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_wi
         batch_s = time.perf_counter() - started
 
         before = await settled_reranker_counts(busy_client)
-        busy = asyncio.create_task(busy_client.rerank(full))
+        # one full batch for each of the reranker's instances, so the next requests must queue
+        busy = asyncio.gather(*(busy_client.rerank(full) for _ in range(instances)))
         await asyncio.sleep(batch_s * 0.2)  # the full batch is executing
         within = None if doomed_within is None else batch_s * doomed_within
         doomed = asyncio.create_task(doomed_client.rerank(full.rows(0, 16), within))  # queued behind it
@@ -75,7 +79,12 @@ async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_wi
     finally:
         await busy_client.close()
         await doomed_client.close()
-    return counts, raised
+    return counts, raised, instances
+
+
+def reranker_instances(artifacts: ArtifactPaths) -> int:
+    config = (artifacts.model_repository / RERANKER.name / "config.pbtxt").read_text()
+    return sum(int(n) for n in re.findall(r"count: (\d+)", config))
 
 
 async def test_requests_cancelled_while_queued_are_not_computed(artifacts: ArtifactPaths, triton) -> None:
@@ -84,14 +93,14 @@ async def test_requests_cancelled_while_queued_are_not_computed(artifacts: Artif
     (measured before it was added) all 16 were computed, and answering CANCELLED from the model
     instead (`request.is_cancelled()` in the python backend) crashed this server with SIGSEGV, as
     in triton-inference-server/server#8192."""
-    (succeeded, failed, _), raised = await queued_behind_a_full_batch(artifacts, triton, None, cancel=True)
+    (succeeded, failed, _), raised, busy = await queued_behind_a_full_batch(artifacts, triton, None, cancel=True)
     assert isinstance(raised, asyncio.CancelledError)
-    assert (succeeded, failed) == (1, 16), "requests nobody waits for were computed"
+    assert (succeeded, failed) == (busy, 16), "requests nobody waits for were computed"
 
 
 async def test_requests_still_queued_past_their_deadline_are_rejected(artifacts: ArtifactPaths, triton) -> None:
     """Also when no cancellation reaches Triton: each request carries what was left of the
     search's deadline, and the queue policy rejects it, uncomputed, once that has run out."""
-    (succeeded, failed, _), raised = await queued_behind_a_full_batch(artifacts, triton, 0.3, cancel=False)
+    (succeeded, failed, _), raised, busy = await queued_behind_a_full_batch(artifacts, triton, 0.3, cancel=False)
     assert isinstance(raised, BackendUnavailable)
-    assert (succeeded, failed) == (1, 16)
+    assert (succeeded, failed) == (busy, 16)
