@@ -66,11 +66,12 @@ async def load(url: str, queries: list[str], concurrency: int, stop: asyncio.Eve
                     r = await client.post("/v1/search", json={"query": query, **body_extra})
                     ok = r.status_code == 200
                     degraded = r.json()["degraded_reasons"] if ok else []
+                    stages = r.json().get("timings_ms", {}) if ok else {}  # where a slow answer's time went
                     why = None if ok else f"{r.status_code} {r.text[:200]}"
                 except httpx.HTTPError as exc:
-                    ok, why, degraded = False, repr(exc), []
+                    ok, why, degraded, stages = False, repr(exc), [], {}
                 samples.append({"t": start - t0, "ms": (time.monotonic() - start) * 1000, "ok": ok, "why": why,
-                                "degraded": degraded})
+                                "degraded": degraded, "stages_ms": stages})
 
     await asyncio.gather(*(client_loop(n) for n in range(concurrency)))
 

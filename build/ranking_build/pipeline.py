@@ -253,7 +253,7 @@ def _build_late_interaction(
 
     # the same module that filled the store, served: request-time documents score as stored ones
     doc_tokenizer.save_pretrained(str(paths.tokenizer(DOCUMENT_TOKENS.name)))
-    doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_serving)
+    doc_spec = ModelSpec(DOCUMENT_TOKENS, config.document_max_length, settings.reranker_settings())
     doc_check = CheckInputs([d.full_text for d in docs[:8]])
     doc_export = compile_model(document, doc_spec, settings, paths, config.dim, toolchain, doc_check)
     doc_entry = _model_entry(doc_dir, doc_export, config.document_max_length, config.dim)
@@ -287,7 +287,7 @@ def _build_into(settings: BuildSettings, paths: ArtifactPaths) -> Manifest:
     elif reranker_dir is not None:
         reranker = CrossEncoder(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
-        reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_serving)
+        reranker_spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_settings())
         pairs = CheckInputs([d.full_text for d in docs[:8]], query=_queries(docs, 1)[0])
         reranker_export = compile_model(reranker, reranker_spec, settings, paths, 1, toolchain, pairs)
         reranker_entry = _model_entry(reranker_dir, reranker_export, settings.max_length, 1)

@@ -57,13 +57,21 @@ class BuildSettings:
             max_batch_size=64, preferred_batch_sizes=(8, 32), queue_delay_us=0, instances=2
         )
     )
-    reranker_serving: TritonModelSettings = field(
-        # two instances for the same reason: one alone stalled here too (a 30-pair cross-encoder
-        # rerank at 1 client: 0.7 of the bare loop with one instance, 0.9-1.0 with two)
-        default_factory=lambda: TritonModelSettings(
-            max_batch_size=256, preferred_batch_sizes=(64, 128), queue_delay_us=3000, instances=2
-        )
-    )
+    reranker_serving: TritonModelSettings | None = None  # None: by target (reranker_settings)
+
+    def reranker_settings(self) -> TritonModelSettings:
+        """The cross-encoder's and the document token encoder's Triton settings: `reranker_serving`,
+        or the target's default. Two instances everywhere: one alone stalled here (a 30-pair
+        cross-encoder rerank at 1 client: 0.7 of the bare loop with one instance, 0.9-1.0 with
+        two). On CPUs an execution holds at most 32 pairs: with 256, a backlog merged into
+        executions longer than a search's deadline, and searches kept missing it for seconds
+        after any hiccup such as a live swap (README, "Live swap"); a GPU runs 256 in
+        milliseconds."""
+        if self.reranker_serving is not None:
+            return self.reranker_serving
+        if self.target == "cpu":
+            return TritonModelSettings(max_batch_size=32, preferred_batch_sizes=(16, 32), queue_delay_us=3000, instances=2)
+        return TritonModelSettings(max_batch_size=256, preferred_batch_sizes=(64, 128), queue_delay_us=3000, instances=2)
 
 
 @dataclass(frozen=True)

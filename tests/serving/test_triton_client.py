@@ -46,12 +46,12 @@ async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_wi
     busy, given `doomed_within` (a fraction of the batch's run time) to be answered, and
     cancelled by the client after 0.2 of it when `cancel`. Returns (requests that succeeded,
     failed, executions) from Triton's statistics, what the 16 requests' call raised, and how
-    many full batches kept the instances busy."""
+    many full batches kept the instances busy (two each)."""
     tokenizer = TextTokenizer(artifacts.tokenizer(RERANKER.name), 128)
     long_text = " ".join(["basalt lava flows cool into columns of rock"] * 40)  # past 128 tokens
-    full = tokenizer.encode_pairs("why do volcanoes erupt", [long_text] * 256)  # one max-size batch
-    instances = reranker_instances(artifacts)
-    busy_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=256)
+    instances, max_batch = reranker_batching(artifacts)
+    full = tokenizer.encode_pairs("why do volcanoes erupt", [long_text] * max_batch)  # one max-size batch
+    busy_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=max_batch)
     doomed_client = TritonModels(triton.grpc_url, timeout_s=300, chunk_size=1)
     try:
         await busy_client.rerank(full)  # warm, and how long one full batch takes here
@@ -60,8 +60,8 @@ async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_wi
         batch_s = time.perf_counter() - started
 
         before = await settled_reranker_counts(busy_client)
-        # one full batch for each of the reranker's instances, so the next requests must queue
-        busy = asyncio.gather(*(busy_client.rerank(full) for _ in range(instances)))
+        # two full batches for each of the reranker's instances, so the next requests must queue
+        busy = asyncio.gather(*(busy_client.rerank(full) for _ in range(2 * instances)))
         await asyncio.sleep(batch_s * 0.2)  # the full batch is executing
         within = None if doomed_within is None else batch_s * doomed_within
         doomed = asyncio.create_task(doomed_client.rerank(full.rows(0, 16), within))  # queued behind it
@@ -79,12 +79,16 @@ async def queued_behind_a_full_batch(artifacts: ArtifactPaths, triton, doomed_wi
     finally:
         await busy_client.close()
         await doomed_client.close()
-    return counts, raised, instances
+    return counts, raised, 2 * instances
 
 
-def reranker_instances(artifacts: ArtifactPaths) -> int:
+def reranker_batching(artifacts: ArtifactPaths) -> tuple[int, int]:
+    """(instances, max_batch_size) of the build's reranker, from its config.pbtxt."""
     config = (artifacts.model_repository / RERANKER.name / "config.pbtxt").read_text()
-    return sum(int(n) for n in re.findall(r"count: (\d+)", config))
+    instances = sum(int(n) for n in re.findall(r"count: (\d+)", config))
+    max_batch = re.search(r"^max_batch_size: (\d+)", config, re.M)
+    assert max_batch is not None
+    return instances, int(max_batch.group(1))
 
 
 async def test_requests_cancelled_while_queued_are_not_computed(artifacts: ArtifactPaths, triton) -> None:
