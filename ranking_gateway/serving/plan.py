@@ -8,6 +8,7 @@ of them re-derives a setting. A plan that the build cannot serve is a one-line `
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -120,6 +121,35 @@ def _check_token_store(paths: ArtifactPaths, manifest: Manifest) -> None:
     TokenStore.open(paths.root / entry.path, documents=manifest.documents, dim=entry.dim, sha256=entry.sha256)
 
 
+def _check_chunk_size(chunk_size: int, paths: ArtifactPaths, manifest: Manifest) -> None:
+    """`--rerank-chunk-size` within what the build's reranker-side models take in one request
+    (their config's `max_batch_size`, 32 on CPUs): Triton refuses a bigger request, and every
+    rerank would degrade."""
+    if chunk_size < 1:
+        raise PlanError(f"--rerank-chunk-size must be at least 1, got {chunk_size}")
+    names = []
+    if manifest.reranker is not None and manifest.reranker.kind != "late-interaction":
+        names.append(RERANKER.name)
+    if manifest.document_token_encoder is not None:
+        names.append(DOCUMENT_TOKENS.name)
+    for name in names:
+        limit = max_batch_size(paths.model_repository / name / "config.pbtxt")
+        if limit is not None and chunk_size > limit:
+            raise PlanError(
+                f"--rerank-chunk-size {chunk_size} is more than {name}'s max_batch_size {limit} in this build: "
+                f"use at most {limit}, or rebuild with a larger one"
+            )
+
+
+def max_batch_size(config: Path) -> int | None:
+    """A Triton config.pbtxt's `max_batch_size`, or None where it is not there to read."""
+    try:
+        found = re.search(r"^max_batch_size:\s*(\d+)", config.read_text(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
+
+
 def _event_log_dir(settings: GatewaySettings) -> Path:
     """`--event-log`, else `<artifacts>-events/` beside the artifacts: a rebuild replaces the
     artifacts directory, and the log must outlive it."""
@@ -155,6 +185,7 @@ def resolve(settings: GatewaySettings) -> ServingPlan:
         raise PlanError(f"--retrieval: {exc}") from None
     _check_personalization(settings)
     _check_token_store(paths, manifest)  # TokenStoreError (one line) when missing, corrupt or not this build's
+    _check_chunk_size(settings.rerank_chunk_size, paths, manifest)
     return ServingPlan(
         paths=paths,
         manifest=manifest,

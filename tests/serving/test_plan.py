@@ -53,6 +53,7 @@ def test_without_bm25_only_dense(tmp_path: Path) -> None:
         ({"rerank_max_length": 8}, "--rerank-max-length"),
         ({"rerank_alpha": 1.5}, "--rerank-alpha"),
         ({"rerank_depth": 0}, "--rerank-depth"),
+        ({"rerank_chunk_size": 0}, "--rerank-chunk-size"),
     ],
 )
 def test_refusals_are_one_line_plan_errors(tmp_path: Path, overrides: dict, message: str) -> None:
@@ -71,3 +72,15 @@ def test_length_flag_without_a_reranker_is_refused(tmp_path: Path) -> None:
 def test_no_manifest(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="ranking-gateway build"):
         resolve(GatewaySettings(artifacts=tmp_path))
+
+
+def test_a_chunk_bigger_than_the_builds_reranker_takes_is_refused(tmp_path: Path) -> None:
+    """Triton refuses a request over the model's max_batch_size: every rerank would degrade."""
+    root = write_manifest(tmp_path / "a", reranker=model(256), bm25=True)
+    config = root / "model_repository" / "reranker" / "config.pbtxt"
+    config.parent.mkdir(parents=True)
+    config.write_text('name: "reranker"\nbackend: "python"\nmax_batch_size: 32\n')
+    assert resolve(GatewaySettings(artifacts=root, rerank_chunk_size=32)).rerank is not None
+    with pytest.raises(PlanError, match="--rerank-chunk-size 64 is more than reranker's max_batch_size 32") as info:
+        resolve(GatewaySettings(artifacts=root, rerank_chunk_size=64))
+    assert "\n" not in str(info.value)
