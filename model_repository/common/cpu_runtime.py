@@ -36,10 +36,10 @@ def _parameter(model_config: dict, key: str, default: str) -> str:
 
 
 def threads_per_instance(model_config: dict) -> int:
-    """The config's `threads`, or else all cores: a lone request then has every core (the query
-    models' two instances share them, without spinning, see `CpuModel`). Two one-thread instances
-    served 10-20 % more under load but a lone query took 20-24 ms instead of 16-17 (README,
-    "What Triton adds")."""
+    """The config's `threads`, or else all cores: a lone request then has every core (a model's
+    two instances share them, without spinning, see `CpuModel`). Two one-thread instances served
+    10-20 % more under load, but a lone query took 20-24 ms instead of 14-17 (README, "What
+    Triton adds")."""
     return int(_parameter(model_config, "threads", "0")) or (os.cpu_count() or 1)
 
 
