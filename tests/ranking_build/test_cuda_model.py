@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ranking_build.cuda_model import MAX_ABS_DIFF, RUNTIME, cuda_unavailable_reason
-from ranking_build.model_repository import copy_model_code, load_cpu_model, render_config
+from ranking_build.model_repository import load_cpu_model, render_config
 from ranking_build.models import default_encoder_path
 from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
 from ranking_gateway.core.config import BuildSettings, TritonModelSettings
@@ -22,30 +22,12 @@ from ranking_gateway.core.contract import ENCODER, QUERY_TOKENS, RERANKER, Model
 
 from tests.conftest import CORPUS
 from tests.ranking_build.test_cpu_runtime import cpu_runtime
+from tests.ranking_build.test_model_repository import model_inputs, model_version
 
 NO_GPU = cuda_unavailable_reason()
 needs_gpu = pytest.mark.skipif(NO_GPU is not None, reason=f"needs a CUDA GPU: {NO_GPU}")
 
 SERVING = TritonModelSettings(max_batch_size=8, preferred_batch_sizes=(2, 4), queue_delay_us=100, instances=2)
-
-
-def _inputs() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    mask = np.ones((4, 24), dtype=np.int64)
-    mask[1, 9:] = 0
-    return {
-        "input_ids": rng.integers(1000, 20000, mask.shape) * mask,
-        "attention_mask": mask,
-        "token_type_ids": np.concatenate([np.zeros((4, 8), np.int64), mask[:, 8:]], axis=1),
-    }
-
-
-def _version(tmp_path: Path, contract: ModelContract, hf: Path) -> Path:
-    version = tmp_path / contract.name / "1"
-    version.mkdir(parents=True)
-    copy_model_code(contract, version)
-    (version / "hf").symlink_to(hf)
-    return version
 
 
 @pytest.mark.parametrize("contract", [ENCODER, RERANKER, QUERY_TOKENS], ids=lambda c: c.name)
@@ -66,8 +48,8 @@ def test_the_fp16_path_computes_the_fp32_models_outputs(
     """The CUDA runtime's own code (weights and hung-on tensors cast and moved, inputs moved, fp32
     out), run on the CPU's fp16 kernels: what changes on a GPU is only the device."""
     runtime = cpu_runtime()
-    version = _version(tmp_path, contract, default_encoder_path() if contract is ENCODER else untrained_reranker)
-    expected = load_cpu_model(version, contract, "torch_fp32").run(_inputs())
+    version = model_version(tmp_path, contract, default_encoder_path() if contract is ENCODER else untrained_reranker)
+    expected = load_cpu_model(version, contract, "torch_fp32").run(model_inputs())
     spec = importlib.util.spec_from_file_location(f"cuda_test_{contract.name}", version / "model.py")
     assert spec is not None and spec.loader is not None
     model_py = importlib.util.module_from_spec(spec)
@@ -82,14 +64,14 @@ def test_the_fp16_path_computes_the_fp32_models_outputs(
     finally:
         runtime.cuda_device = original
     assert str(next(half._model.parameters()).dtype) == "torch.float16"
-    got = half.run(_inputs())
+    got = half.run(model_inputs())
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=MAX_ABS_DIFF)
 
 
 @pytest.mark.skipif(NO_GPU is None, reason="a GPU is here: the refusal is for machines without one")
 def test_without_a_gpu_the_cuda_runtime_refuses_in_one_line(tmp_path: Path) -> None:
-    version = _version(tmp_path, ENCODER, default_encoder_path())
+    version = model_version(tmp_path, ENCODER, default_encoder_path())
     with pytest.raises(RuntimeError, match=r"sees none: rebuild the artifacts with --target cpu") as refused:
         load_cpu_model(version, ENCODER, RUNTIME)
     assert "\n" not in str(refused.value)

@@ -60,24 +60,36 @@ def test_token_encoder_templates_declare_per_token_outputs(contract: ModelContra
     assert _declared(config, "input") == list(contract.inputs) and _declared(config, "output") == [contract.output]
 
 
+def model_inputs() -> dict[str, np.ndarray]:
+    """Four rows of 24 token ids for any model's inputs, one padded after 9 tokens, a pair's
+    second segment from token 8."""
+    rng = np.random.default_rng(0)
+    mask = np.ones((4, 24), dtype=np.int64)
+    mask[1, 9:] = 0
+    return {
+        "input_ids": rng.integers(1000, 20000, mask.shape) * mask,
+        "attention_mask": mask,
+        "token_type_ids": np.concatenate([np.zeros((4, 8), np.int64), mask[:, 8:]], axis=1),
+    }
+
+
+def model_version(root: Path, contract: ModelContract, hf: Path) -> Path:
+    """A model version directory as the build writes it for a torch runtime, weights linked from `hf`."""
+    version = root / contract.name / "1"
+    version.mkdir(parents=True)
+    copy_model_code(contract, version)
+    (version / "hf").symlink_to(hf)
+    return version
+
+
 @pytest.mark.parametrize("contract", [ENCODER, RERANKER], ids=lambda c: c.name)
 def test_torch_runtime_of_model_py_matches_the_onnx_export(
     artifacts: ArtifactPaths, untrained_reranker: Path, tmp_path: Path, contract: ModelContract
 ) -> None:
     """model.py's torch computation is the one exported to ONNX (ranking_build.models), padding included."""
-    version = tmp_path / contract.name / "1"
-    version.mkdir(parents=True)
-    copy_model_code(contract, version)
+    version = model_version(tmp_path, contract, default_encoder_path() if contract is ENCODER else untrained_reranker)
     shutil.copy2(artifacts.onnx_dir / f"{contract.name}.onnx", version / "model.onnx")
-    (version / "hf").symlink_to(default_encoder_path() if contract is ENCODER else untrained_reranker)
-    rng = np.random.default_rng(0)
-    mask = np.ones((4, 24), dtype=np.int64)
-    mask[1, 9:] = 0
-    inputs = {
-        "input_ids": rng.integers(1000, 20000, mask.shape) * mask,
-        "attention_mask": mask,
-        "token_type_ids": np.concatenate([np.zeros((4, 8), np.int64), mask[:, 8:]], axis=1),
-    }
+    inputs = model_inputs()
     torch_out = load_cpu_model(version, contract, "torch_fp32").run(inputs)
     onnx_out = load_cpu_model(version, contract, "onnx_fp32").run(inputs)
     assert torch_out.shape == onnx_out.shape == (4, 384 if contract is ENCODER else 1)

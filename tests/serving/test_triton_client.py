@@ -11,6 +11,7 @@ import pytest
 from ranking_gateway.core.artifacts import ArtifactPaths
 from ranking_gateway.core.contract import RERANKER
 from ranking_gateway.core.errors import BackendUnavailable
+from ranking_gateway.serving.plan import max_batch_size
 from ranking_gateway.serving.tokenization import TextTokenizer
 from ranking_gateway.serving.triton_client import TritonModels
 
@@ -86,9 +87,9 @@ def reranker_batching(artifacts: ArtifactPaths) -> tuple[int, int]:
     """(instances, max_batch_size) of the build's reranker, from its config.pbtxt."""
     config = (artifacts.model_repository / RERANKER.name / "config.pbtxt").read_text()
     instances = sum(int(n) for n in re.findall(r"count: (\d+)", config))
-    max_batch = re.search(r"^max_batch_size: (\d+)", config, re.M)
+    max_batch = max_batch_size(artifacts.model_repository / RERANKER.name / "config.pbtxt")
     assert max_batch is not None
-    return instances, int(max_batch.group(1))
+    return instances, max_batch
 
 
 async def test_requests_cancelled_while_queued_are_not_computed(artifacts: ArtifactPaths, triton) -> None:
