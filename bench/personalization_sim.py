@@ -20,6 +20,13 @@ Two modes:
   `--keep-page-order`, `--page` override single settings of it; `--oracle-embeddings`
   (a diagnostic) lets the personaliser see each document as the one-hot vector of its cluster, so
   the profile learnt from the clicks can be exact;
+* `--ranking-url http://HOST:PORT` (with the in-process mode): the non-personalised ranking is the
+  served stack's instead of the exact dense one -- each query's `POST /v1/search` without a user
+  (hybrid first stage, the reranker over its first `--rerank-depth`), fetched once and cached
+  under `--cache-dir` -- and the personaliser gets what the gateway gives it
+  (`serving.search.personalization_inputs`: every candidate, the tail's primary on the reranker's
+  scale, z-scored against the reranked head); `--personalize-head-only`: what the gateway gave it
+  before v5 (the reranked head alone);
 * `--url http://HOST:PORT`: everything through the served gateway (`POST /v1/search` with and
   without `user_id`, `POST /v1/events`), which also measures the latency of `POST /v1/events` and
   the time from an event's acknowledgement to a search answering with the changed ranking.
@@ -56,6 +63,7 @@ from ranking_gateway.core.collection import Qrels, read_qrels, read_queries  # n
 from ranking_gateway.core.contract import ENCODER  # noqa: E402
 from ranking_gateway.core.corpus import read_corpus  # noqa: E402
 from ranking_gateway.evaluation.metrics import ndcg_at_k  # noqa: E402
+from ranking_gateway.serving.search import Candidate, personalization_inputs  # noqa: E402
 
 CHECKPOINTS = (0, 1, 3, 10)
 
@@ -114,6 +122,39 @@ def spherical_kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations
     return labels
 
 
+def served_rankings(url: str, texts: list[str], ids: list[str], candidates: int,
+                    cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query's non-personalised ranking by the served stack: index rows, the scores it is
+    ordered by (the reranker's over the reranked head) and the first stage's scores, each
+    [queries, candidates]. Fetched once (`POST /v1/search`, no user) and cached in `cache`: a
+    degraded answer (reranker skipped) would not be the stack's ranking, so it is an error."""
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["rows"], saved["scores"], saved["retrieval"]
+    import httpx
+    from tqdm import tqdm
+
+    row_of = {d: i for i, d in enumerate(ids)}
+    rows = np.zeros((len(texts), candidates), dtype=np.int64)
+    scores = np.zeros((len(texts), candidates), dtype=np.float64)
+    retrieval = np.zeros((len(texts), candidates), dtype=np.float64)
+    with httpx.Client(base_url=url, timeout=60.0) as client:
+        for q, text in enumerate(tqdm(texts, desc="served rankings", unit="query")):
+            out = client.post("/v1/search", json={"query": text, "k": candidates, "candidates": candidates})
+            body = out.json()
+            if out.status_code != 200 or body.get("degraded") or not body.get("reranked"):
+                raise SystemExit(f"query {q}: the gateway answered {out.status_code} {out.text[:200]}")
+            hits = body["results"]
+            if len(hits) != candidates:
+                raise SystemExit(f"query {q}: {len(hits)} results, not {candidates}")
+            rows[q] = [row_of[h["id"]] for h in hits]
+            scores[q] = [h["score"] for h in hits]
+            retrieval[q] = [h["retrieval_score"] for h in hits]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, rows=rows, scores=scores, retrieval=retrieval)
+    return rows, scores, retrieval
+
+
 # ----------------------------------------------------------------------------- backends
 
 
@@ -130,7 +171,8 @@ class InProcessBackend:
     def __init__(self, embeddings: np.ndarray, ids: list[str], texts: list[str], top: np.ndarray,
                  top_scores: np.ndarray, log_dir: Path, weights: Path | None,
                  protect_head_z: float | None | str = "default", depth: int | None = None,
-                 scorer_options: dict[str, Any] | None = None) -> None:
+                 scorer_options: dict[str, Any] | None = None, top_retrieval: np.ndarray | None = None,
+                 head: int | None = None) -> None:
         from ranking_gateway.personalization.jsonl_log import JsonlEventLog
         from ranking_gateway.personalization.memory_store import InMemoryProfileStore
         from ranking_gateway.personalization.scorer import PersonalScorer
@@ -148,6 +190,8 @@ class InProcessBackend:
             embeddings=embeddings, doc_ids=ids, store=InMemoryProfileStore(), event_log=JsonlEventLog(log_dir),
             scorer=scorer)
         self.ids, self.texts, self.top, self.top_scores = ids, texts, top, top_scores
+        self.top_retrieval = top_scores if top_retrieval is None else top_retrieval
+        self.head = head  # the primary feature is z-scored against this many leading candidates (None: z_head)
         self.depth = depth or top.shape[1]  # the first `depth` candidates are personalised, the rest keep their place
 
     def candidates(self, q: int) -> list[str]:
@@ -160,8 +204,8 @@ class InProcessBackend:
             self.personalization.log_impressions = log
             head = slice(0, self.depth)
             result = await self.personalization.personalize(
-                user, self.top[q][head], self.top_scores[q][head], self.top_scores[q][head], request_id=request_id,
-                k=k, query=self.texts[q])
+                user, self.top[q][head], self.top_scores[q][head], self.top_retrieval[q][head], request_id=request_id,
+                k=k, query=self.texts[q], head=self.head)
         order = result.order if result is not None else range(min(k, len(self.top[q])))
         return Ranking([self.ids[self.top[q][i]] for i in order], request_id)
 
@@ -244,7 +288,10 @@ class SimUser:
     ndcg: dict[int, list[float]] = field(default_factory=dict)  # clicks -> see evaluate()
 
 
-def pick_users(args, labels: np.ndarray, candidate_lists: np.ndarray, rng: np.random.Generator) -> list[SimUser]:
+def pick_users(args, labels: np.ndarray, candidate_lists: np.ndarray, rng: np.random.Generator,
+               eval_pool: np.ndarray | None = None) -> list[SimUser]:
+    """`eval_pool` (a mask over queries): where a user's held-out queries may come from (e.g. the
+    split the reranker was not trained on); the clicks come from the other queries then."""
     in_cluster = labels[candidate_lists]  # [queries, candidates]
     users: list[SimUser] = []
     clusters = np.arange(labels.max() + 1)
@@ -255,13 +302,21 @@ def pick_users(args, labels: np.ndarray, candidate_lists: np.ndarray, rng: np.ra
         share = (in_cluster == c).mean(axis=1)
         top10 = (in_cluster[:, :10] == c).sum(axis=1)
         # the user's cluster is present among the candidates but does not already own the top 10
-        eligible = np.flatnonzero((share >= args.min_share) & (top10 <= 6))
-        if len(eligible) < args.eval_queries + args.click_queries // 2:
-            continue
-        chosen = rng.permutation(eligible)
+        fits = (share >= args.min_share) & (top10 <= 6)
+        if eval_pool is None:  # (checked before drawing: the draws of earlier runs stay the same)
+            eligible = np.flatnonzero(fits)
+            if len(eligible) < args.eval_queries + args.click_queries // 2:
+                continue
+            chosen = rng.permutation(eligible)
+            held_out, clicked = chosen[: args.eval_queries], chosen[args.eval_queries:]
+        else:
+            pool, others = np.flatnonzero(fits & eval_pool), np.flatnonzero(fits & ~eval_pool)
+            if len(pool) < args.eval_queries or len(others) < args.click_queries // 2:
+                continue
+            held_out = rng.permutation(pool)[: args.eval_queries]
+            clicked = rng.permutation(others)
         users.append(SimUser(f"sim-{uuid.uuid4().hex[:8]}-{len(users)}", c,
-                             [int(q) for q in chosen[: args.eval_queries]],
-                             [int(q) for q in chosen[args.eval_queries: args.eval_queries + args.click_queries]]))
+                             [int(q) for q in held_out], [int(q) for q in clicked[: args.click_queries]]))
     return users
 
 
@@ -410,6 +465,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--queries", type=Path, help="queries.jsonl ({_id, text}); required unless --plot-frontier")
     p.add_argument("--qrels", type=Path, help="BEIR qrels/ directory: also report query-relevance NDCG@10")
     p.add_argument("--url", help="served gateway base URL; default: in-process")
+    p.add_argument("--ranking-url",
+                   help="in-process personalisation over this served gateway's non-personalised rankings "
+                        "(its first stage and reranker) instead of the exact dense ranking")
+    p.add_argument("--rerank-depth", type=int, default=30,
+                   help="with --ranking-url: the gateway's --rerank-depth, the head it reranks and personalises")
+    p.add_argument("--personalize-head-only", action="store_true",
+                   help="with --ranking-url: personalise only the reranked head, as the gateway did before v5")
+    p.add_argument("--z-reference", type=int,
+                   help="z-score the primary feature against the first N candidates (default: the reranked head "
+                        "with --ranking-url, else the scorer's z_head)")
+    p.add_argument("--eval-split", metavar="SPLIT",
+                   help="held-out queries only from qrels/SPLIT.tsv (e.g. test: not the reranker's training "
+                        "queries), clicked queries only from the others")
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--clusters", type=int, default=20)
     p.add_argument("--candidates", type=int, default=100)
@@ -452,6 +520,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="instead of simulating: plot gain against query NDCG@10 change after --frontier-clicks "
                         "clicks for these result files into --out-dir/personalization_sim_<tag>.png")
     p.add_argument("--frontier-clicks", default="3")
+    p.add_argument("--pool-seeds", action="store_true",
+                   help="with --plot-frontier: one point per setting, averaged over its seeds' files")
     p.add_argument("--personalize-depth", type=int,
                    help="personalise only the first N of the --candidates (the rest keep their place; in-process)")
     p.add_argument("--seed", type=int, default=0)
@@ -477,12 +547,33 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     qrels = [qrels_by_id.get(q, {}) for q in query_ids]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
-    queries = embed_queries(texts, args.artifacts, args.cache_dir / f"query_embeddings-{digest}.npy")
     labels = spherical_kmeans(embeddings, args.clusters, rng)
     labels_of = dict(zip(ids, labels.tolist()))
-    hits = first_stage.dense_search_batch(first_stage.flat_index(embeddings), queries, args.candidates)
-    candidate_lists, candidate_scores = np.stack([r for r, _ in hits]), np.stack([s for _, s in hits])
-    users = pick_users(args, labels, candidate_lists, rng)
+    candidate_retrieval = None
+    if args.ranking_url:
+        manifest = hashlib.sha256(ArtifactPaths(args.artifacts).manifest.read_bytes()).hexdigest()[:12] \
+            if args.artifacts else "no-artifacts"
+        candidate_lists, candidate_scores, candidate_retrieval = served_rankings(
+            args.ranking_url, texts, ids, args.candidates,
+            args.cache_dir / f"served_rankings-{digest}-{manifest}-{args.candidates}.npz")
+        if args.personalize_head_only:
+            args.personalize_depth = args.personalize_depth or args.rerank_depth
+        else:  # the primary the gateway hands the personaliser
+            for q in range(len(candidate_scores)):
+                inputs = personalization_inputs([
+                    Candidate(int(r), float(f), float(p) if i < args.rerank_depth else None)
+                    for i, (r, f, p) in enumerate(zip(candidate_lists[q], candidate_retrieval[q], candidate_scores[q]))])
+                candidate_scores[q] = inputs.primary
+        args.z_reference = args.z_reference or args.rerank_depth
+    else:
+        queries = embed_queries(texts, args.artifacts, args.cache_dir / f"query_embeddings-{digest}.npy")
+        hits = first_stage.dense_search_batch(first_stage.flat_index(embeddings), queries, args.candidates)
+        candidate_lists, candidate_scores = np.stack([r for r, _ in hits]), np.stack([s for _, s in hits])
+    eval_pool = None
+    if args.eval_split:
+        held_out = set(read_qrels(args.qrels / f"{args.eval_split}.tsv"))
+        eval_pool = np.array([q in held_out for q in query_ids])
+    users = pick_users(args, labels, candidate_lists, rng, eval_pool)
     print(f"{len(users)} simulated users, {args.clusters} clusters, {len(texts)} queries", file=sys.stderr)
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="personalization_sim_"))
     if args.url:
@@ -492,7 +583,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
                                else embeddings)
         backend = InProcessBackend(personal_embeddings, ids, texts, candidate_lists, candidate_scores, log_dir,
                                    args.weights,
-                                   args.protect_head_z, args.personalize_depth, scorer_options(args))
+                                   args.protect_head_z, args.personalize_depth, scorer_options(args),
+                                   candidate_retrieval, args.z_reference)
     start = time.perf_counter()
     try:
         results = await simulate(args, backend, users, labels_of, qrels, rng)
@@ -505,14 +597,10 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def plot_frontier(paths: list[Path], out: Path, clicks: str) -> list[dict[str, Any]]:
-    """Gain against query NDCG@10 change (after `clicks` clicks, with standard errors) of result
-    files, one point each, labelled by its tag; returns the points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def frontier_points(paths: list[Path], clicks: str, pool_seeds: bool = False) -> list[dict[str, Any]]:
+    """Gain and query NDCG@10 change (after `clicks` clicks, with standard errors) of result files,
+    one point each, labelled by its tag; `pool_seeds`: one point per tag without its `s<seed>_`
+    part, the mean over the seeds' files (independent users: s.e. = sqrt(sum of s.e.^2) / n)."""
     points = []
     for path in paths:
         res = json.loads(path.read_text())
@@ -521,6 +609,30 @@ def plot_frontier(paths: list[Path], out: Path, clicks: str) -> list[dict[str, A
         points.append({"tag": res["config"].get("tag") or path.stem, "seed": res["config"].get("seed"),
                        "gain": row["gain"], "gain_se": row["gain_ci95"] / 1.96,
                        "query_change": q, "query_change_se": row["query_change_ci95"] / 1.96})
+    if not pool_seeds:
+        return points
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for pt in points:
+        groups.setdefault(re.sub(r"_s\d+_", "_", pt["tag"]), []).append(pt)
+    pooled = []
+    for tag, pts in groups.items():
+        n = len(pts)
+        pooled.append({"tag": tag, "seed": sorted(pt["seed"] for pt in pts),
+                       "gain": sum(pt["gain"] for pt in pts) / n,
+                       "gain_se": math.sqrt(sum(pt["gain_se"] ** 2 for pt in pts)) / n,
+                       "query_change": sum(pt["query_change"] for pt in pts) / n,
+                       "query_change_se": math.sqrt(sum(pt["query_change_se"] ** 2 for pt in pts)) / n})
+    return pooled
+
+
+def plot_frontier(paths: list[Path], out: Path, clicks: str, pool_seeds: bool = False) -> list[dict[str, Any]]:
+    """Plot `frontier_points` into `out`; returns the points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = frontier_points(paths, clicks, pool_seeds)
     fig, ax = plt.subplots(figsize=(8, 6))
     for pt in points:
         ax.errorbar(pt["query_change"], pt["gain"], xerr=pt["query_change_se"], yerr=pt["gain_se"], fmt="o",
@@ -542,8 +654,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.plot_frontier:
         out = args.out_dir / f"personalization_sim_{args.tag or 'frontier'}.png"
-        for pt in plot_frontier(args.plot_frontier, out, args.frontier_clicks):
-            print(f"{pt['tag']:40s} gain {pt['gain']:+.3f} ± {pt['gain_se']:.3f}   "
+        for pt in plot_frontier(args.plot_frontier, out, args.frontier_clicks, args.pool_seeds):
+            print(f"{pt['tag']:40s} seeds {pt['seed']}  gain {pt['gain']:+.3f} ± {pt['gain_se']:.3f}   "
                   f"query {pt['query_change']:+.4f} ± {pt['query_change_se']:.4f}")
         return 0
     if args.queries is None:

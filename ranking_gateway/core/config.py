@@ -131,11 +131,11 @@ class PersonalizationSettings:
     half_life_s: float = 3 * 24 * 3600.0  # how fast a profile forgets an interaction
     max_recent: int = 20  # recent items kept per profile
     weights: Path | None = None  # `train-personalizer` output; None: the default weights
-    # candidates whose primary (reranker) z-score in the list is >= this keep their place at the
-    # top; the profile re-ranks the others. None: no protected head (the behaviour before; with
-    # `weights` = bench/results/personalization_weights_legacy.json, exactly the old ranking).
-    # docs/personalization.md, "Simulated users"
-    protect_head_z: float | None = 2.0
+    # candidates whose primary (reranker) z-score against the reranked head is >= this keep their
+    # place at the top; the profile re-ranks the others. None: no protected head (with `weights` =
+    # bench/results/personalization_weights_legacy.json, the ranking before v2; 2.0 with
+    # personalization_weights_v2.json, the v2 one). docs/personalization.md, "v5"
+    protect_head_z: float | None = 0.7
     log_impressions: bool = True  # impressions feed `train-personalizer`
 
 

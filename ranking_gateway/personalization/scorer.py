@@ -2,8 +2,11 @@
 
 Features, in `FEATURE_NAMES` order, for each candidate of one search:
 
-* `primary`: the reranker score (the retrieval score when reranking was off), z-scored within
-  the candidate list so that the weights do not depend on the reranker's logit scale;
+* `primary`: the reranker score (the retrieval score when reranking was off), z-scored against
+  the *head* -- the candidates the reranker scored, or the first `z_head` when none were -- so
+  that the weights do not depend on the reranker's scale and "a clear winner" means the same
+  however many unreranked candidates follow (their primary is the first stage's score put on the
+  reranker's scale by the caller, `core.scoring.onto_head_scale`);
 * `retrieval`: the retrieval (inner-product) score, z-scored within the list;
 * `profile_sim`: cosine between the user's profile centroid and the document's embedding;
 * `recency`: sum over the user's recent interactions with this very document of
@@ -11,12 +14,13 @@ Features, in `FEATURE_NAMES` order, for each candidate of one search:
 * `bias`: 1.
 
 The ranking is by sigma(W^T f), except that a *protected head* keeps its place: the candidates
-whose `primary` z-score is at least `protect_head_z` (the clear winners of the query, usually one
-to four of a hundred) lead, in their non-personalised order (their scores lifted where needed so
-that scores never rise down the list); the profile re-ranks the rest. This
-is what lets the profile weigh more (it moves documents further) without burying the query's best
-matches: measured in docs/personalization.md ("Simulated users"). `protect_head_z=None` turns
-it off (the ranking before: sigma(W^T f) over all candidates).
+whose `primary` z-score is at least `protect_head_z` (the query's likely answers: with the
+default 0.7, about five of the 30 reranked) lead, in their non-personalised order (their scores
+lifted where needed so that scores never rise down the list); the profile re-ranks the rest, and
+may bring in candidates from far below the reranked head. This is what lets the profile weigh
+much more (it moves documents further) without burying the query's best matches: measured in
+docs/personalization.md ("v5", on the served stack). `protect_head_z=None` turns it off
+(sigma(W^T f) over all candidates).
 
 Opt-in levers, off by default (measured in docs/personalization.md, "Query relevance held at zero":
 neither moved the trade-off between personal gain and query relevance): `max_demotion` caps how
@@ -46,19 +50,25 @@ from ranking_gateway.core.scoring import zscore
 from ranking_gateway.personalization.profiles import UserProfile
 
 FEATURE_NAMES: tuple[str, ...] = ("primary", "retrieval", "profile_sim", "recency", "bias")
-# One z-unit of reranker score is worth what 0.1 of cosine to the profile is (candidates' cosines
-# to a profile differ by ~0.1-0.3: the profile moves a document several places), and the protected
-# head (z >= 2) keeps the clearly better matches on top whatever the profile says. Measured on
-# simulated users (docs/personalization.md): after 3 clicks this more than doubles the personal
-# NDCG@10 gain of the weights before (LEGACY_WEIGHTS, no protected head), at ~0.005 of query NDCG@10.
-DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 10.0, 0.5, 0.0)
-LEGACY_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 4.0, 0.5, 0.0)  # the defaults before, without a protected head
-DEFAULT_PROTECT_HEAD_Z: float | None = 2.0
+# One z-unit of reranker score is worth what 0.033 of cosine to the profile is (candidates'
+# cosines to a profile differ by ~0.1-0.3: outside the protected head the profile decides), and
+# the protected head (z >= 0.7 against the reranked head) keeps the query's likely answers on top
+# whatever the profile says. Measured on simulated users over the served SciFact stack
+# (docs/personalization.md, "v5"): after 3 clicks +0.12 of personal NDCG@10 on held-out users at
+# a query NDCG@10 change within one standard error of zero (the v2 defaults, 10 and z >= 2, lost
+# 0.02 of it there).
+DEFAULT_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 30.0, 0.5, 0.0)
+LEGACY_WEIGHTS: tuple[float, ...] = (1.0, 0.25, 4.0, 0.5, 0.0)  # the defaults before v2, without a protected head
+DEFAULT_PROTECT_HEAD_Z: float | None = 0.7
+# where no reranker ran, the primary is z-scored against the first 50 candidates: the profile then
+# moves less than behind a reranker, which has more evidence of what answers the query
+# (docs/personalization.md, "v5": retrieval-only lists)
+DEFAULT_Z_HEAD: int | None = 50
 DEFAULT_RECENCY_HALF_LIFE_S = 3600.0
 # opt-in levers (off by default; measured in docs/personalization.md, "Simulated users", none of them
 # improved the gain/query-relevance trade-off there); a weights file may set them
 OPTIONAL_SETTINGS: tuple[str, ...] = (
-    "profile_expansion", "expansion_steps", "max_demotion",
+    "z_head", "profile_expansion", "expansion_steps", "max_demotion",
     "affinity_gate", "confidence_ref", "confidence_cap", "profile_floor_quantile", "max_newcomers",
     "keep_page_order", "page",
 )
@@ -76,15 +86,17 @@ def candidate_features(
     recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S,
     expansion: int = 0,
     expansion_steps: int = 1,
+    head: int | None = None,
 ) -> np.ndarray:
     """float64 [len(rows), len(FEATURE_NAMES)] for the candidates at index `rows` of
-    `embeddings` (all documents; `row_of` maps the profile's document ids to rows). Without a
-    profile the personal features are 0 (what impressions of profile-less users log)."""
+    `embeddings` (all documents; `row_of` maps the profile's document ids to rows); `primary` is
+    z-scored against its first `head` values (None: all). Without a profile the personal features
+    are 0 (what impressions of profile-less users log)."""
     n = len(rows)
     feats = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
     if n == 0:
         return feats
-    feats[:, 0] = zscore(np.asarray(primary, dtype=np.float64))
+    feats[:, 0] = zscore(np.asarray(primary, dtype=np.float64), head)
     feats[:, 1] = zscore(np.asarray(retrieval, dtype=np.float64))
     feats[:, 4] = 1.0
     if profile is None:
@@ -135,6 +147,9 @@ class PersonalScorer:
     recency_half_life_s: float = DEFAULT_RECENCY_HALF_LIFE_S
     # candidates with a primary z-score >= this lead in their incoming order; None: no protected head
     protect_head_z: float | None = DEFAULT_PROTECT_HEAD_Z
+    # where no reranker ran, the primary feature is z-scored against the first N candidates
+    # (None: all of them, what v2 and before did)
+    z_head: int | None = DEFAULT_Z_HEAD
     # profile_sim against the mean of the N documents nearest to the profile centroid (0: the centroid)
     profile_expansion: int = 0
     expansion_steps: int = 1
@@ -190,6 +205,8 @@ class PersonalScorer:
             raise ValueError("max_newcomers must be >= 0 or None")
         if self.page < 2:
             raise ValueError("page must be >= 2")
+        if self.z_head is not None and self.z_head < 2:
+            raise ValueError("z_head must be >= 2 or None")
 
     def profile_scale(self, features: np.ndarray) -> float:
         """The factor the v4 gates put on the profile weight for this candidate list (1.0 when
@@ -288,6 +305,7 @@ class PersonalScorer:
             max_newcomers=None if obj.get("max_newcomers") is None else int(obj["max_newcomers"]),
             keep_page_order=bool(obj.get("keep_page_order", False)),
             page=int(obj.get("page", 10)),
+            z_head=int(obj["z_head"]) if obj.get("z_head") is not None else (None if "z_head" in obj else DEFAULT_Z_HEAD),
         )
 
     @classmethod

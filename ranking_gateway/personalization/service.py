@@ -178,12 +178,15 @@ class Personalization:
         request_id: str,
         k: int,
         query: str,
+        head: int | None = None,
     ) -> Personalized | None:
         """Re-rank the cached candidates (`rows`, user-independent order) for `user_id`. Returns
         None -- keep the non-personalised ranking -- without a profile; raises
         `ProfileStoreUnavailable` when the store cannot be read (the caller answers the
         non-personalised ranking, degraded). Logs the impression (the top k shown, with their
-        features, and the query: reranker supervision too) without waiting for its fsync."""
+        features, and the query: reranker supervision too) without waiting for its fsync.
+        `head`: how many leading rows the reranker scored, the scale `primary` is z-scored on
+        (None: no reranker ran, the scorer's `z_head`)."""
         profile = await self.store.get(user_id)
         feats = candidate_features(
             profile,
@@ -196,6 +199,7 @@ class Personalization:
             recency_half_life_s=self.scorer.recency_half_life_s,
             expansion=self.scorer.profile_expansion,
             expansion_steps=self.scorer.expansion_steps,
+            head=head if head is not None else self.scorer.z_head,
         )
         if profile is None:
             shown = list(range(min(k, len(rows))))

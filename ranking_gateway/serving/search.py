@@ -22,7 +22,7 @@ import numpy as np
 from ranking_gateway.core.config import RetrievalMode
 from ranking_gateway.core.errors import BackendUnavailable
 from ranking_gateway.core.first_stage import fuse
-from ranking_gateway.core.scoring import interpolate
+from ranking_gateway.core.scoring import interpolate, onto_head_scale
 from ranking_gateway.core.token_store import TokenStore, maxsim
 from ranking_gateway.personalization.service import Personalization
 from ranking_gateway.serving.admission import AdmissionGate, admitted
@@ -60,17 +60,34 @@ class Candidate:
         return self.rerank_score if self.rerank_score is not None else self.retrieval_score
 
 
-def personalized_scope(candidates: Sequence[Candidate]) -> int:
-    """How many leading candidates the profile re-ranks: the reranked head where a reranker ran,
-    else all. The personaliser z-scores the `primary` score within what it gets, and the protected
-    head is decided on it: reranker logits and first-stage scores (an RRF sum, a cosine) are on
-    different scales, and mixed they would make every reranked candidate look like a clear winner.
-    Personalising beyond the reranked head gained nothing measurable on simulated users
-    (docs/personalization.md), so the tail stays in first-stage order after it."""
+@dataclass(frozen=True)
+class PersonalizationInputs:
+    """What the profile re-ranks, in the user-independent order: every candidate's index row,
+    `primary` score and first-stage score, and `head`, how many lead that the reranker scored
+    (None: it did not run)."""
+
+    rows: np.ndarray
+    primary: np.ndarray
+    retrieval: np.ndarray
+    head: int | None
+
+
+def personalization_inputs(candidates: Sequence[Candidate]) -> PersonalizationInputs:
+    """Every candidate goes to the profile, not only the reranked head: the profile can bring in
+    a document the first stage ranked 31st to 100th (docs/personalization.md, "v5": most of the
+    personal gain comes from there). The reranker did not score that tail, so its `primary` is
+    its first-stage score put on the reranker's scale (`scoring.onto_head_scale`: the head's own
+    fit, capped below the head), and the personaliser z-scores `primary` against the head alone,
+    so a reranker's clear winner stays one however long the tail."""
     reranked = 0
     while reranked < len(candidates) and candidates[reranked].rerank_score is not None:
         reranked += 1
-    return reranked or len(candidates)
+    rows = np.array([c.row for c in candidates], dtype=np.int64)
+    retrieval = np.array([c.retrieval_score for c in candidates], dtype=np.float64)
+    primary = np.array([c.base_score for c in candidates], dtype=np.float64)
+    if 0 < reranked < len(candidates):
+        primary[reranked:] = onto_head_scale(primary[:reranked], retrieval[:reranked], retrieval[reranked:])
+    return PersonalizationInputs(rows, primary, retrieval, reranked or None)
 
 
 @dataclass(frozen=True)
@@ -266,24 +283,24 @@ class SearchPipeline:
         if request.user_id and self.personalization is not None:
             t0 = time.perf_counter()
             personal = None
-            scope = personalized_scope(ranked.candidates)
+            inputs = personalization_inputs(ranked.candidates)
             try:
                 personal = await asyncio.wait_for(self.personalization.personalize(
                     request.user_id,
-                    np.array([h.row for h in hits[:scope]], dtype=np.int64),
-                    np.array([h.score for h in hits[:scope]], dtype=np.float64),
-                    np.array([h.retrieval_score for h in hits[:scope]], dtype=np.float64),
+                    inputs.rows,
+                    inputs.primary,
+                    inputs.retrieval,
                     request_id=request_id,
                     k=request.k,
                     query=request.query,
+                    head=inputs.head,
                 ), deadline.left_s())
             except BackendUnavailable as exc:  # profile store down: the non-personalised ranking
                 reasons.append(self._degrade("personalization_unavailable", exc))
             except asyncio.TimeoutError:  # profile store late: the same, on time
                 reasons.append(self._degrade("personalization_deadline", "past the deadline"))
             if personal is not None:
-                hits = [Hit(hits[i].row, s, hits[i].retrieval_score)
-                        for i, s in zip(personal.order, personal.scores)] + hits[scope:]
+                hits = [Hit(hits[i].row, s, hits[i].retrieval_score) for i, s in zip(personal.order, personal.scores)]
                 personalized = True
             timings["personalize"] = self._stage("personalize", t0)
 

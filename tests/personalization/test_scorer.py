@@ -93,10 +93,11 @@ def test_legacy_weights_move_a_document_a_few_places_but_not_past_a_clear_rerank
     assert winner[0] == 0 and winner.index(9) < 9
 
 
-def test_default_profile_leads_when_no_candidate_is_a_clear_winner_and_never_passes_one():
+def test_default_profile_comes_right_after_the_likely_answers_and_never_passes_one():
     scorer = PersonalScorer()
-    assert scorer.protect_head_z == DEFAULT_PROTECT_HEAD_Z == 2.0
-    assert rank_with(scorer, EVENLY)[0] == 9  # no protected head: the profile's favourite leads
+    assert scorer.protect_head_z == DEFAULT_PROTECT_HEAD_Z == 0.7
+    # evenly spaced scores: the three with z >= 0.7 keep their places, the favourite comes next
+    assert rank_with(scorer, EVENLY)[:4] == [0, 1, 2, 9]
     winner = rank_with(scorer, WINNER)
     assert winner[:2] == [0, 9]  # the clear winner keeps its place, the favourite comes right after
     # the protected head is what keeps the winner there: the same weights without it bury it
@@ -116,7 +117,7 @@ def test_the_protected_head_keeps_its_incoming_order_and_the_rest_is_ranked_by_s
     assert np.all(np.diff(scores[order]) <= 0)
     assert np.allclose(scores[[3, 5, 1]], raw[[3, 5, 1]])
     assert np.all(scores[[0, 2, 4]] >= raw[[0, 2, 4]]) and scores[0] == pytest.approx(raw[3])
-    assert PersonalScorer(protect_head_z=None).rank(feats)[0].tolist() == [3, 4, 0, 5, 2, 1]  # by score only
+    assert PersonalScorer(protect_head_z=None).rank(feats)[0].tolist() == [3, 5, 1, 4, 0, 2]  # by score only
     assert sorted(PersonalScorer(protect_head_z=10.0).rank(feats)[0].tolist()) == list(range(6))
     assert PersonalScorer().rank(feats[:0])[0].tolist() == []
     with pytest.raises(ValueError):
@@ -141,14 +142,14 @@ def test_max_demotion_caps_how_far_a_candidate_falls_and_is_off_by_default():
     feats[:, 2] = [0.0, 0.0, 0.0, 0.0, 0.9, 1.0]  # the profile wants the last two first
     feats[:, 4] = 1.0
     assert PersonalScorer().max_demotion is None
-    assert PersonalScorer().rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
-    order, scores = PersonalScorer(max_demotion=1).rank(feats)
+    assert v2_scorer().rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
+    order, scores = v2_scorer(max_demotion=1).rank(feats)
     assert order.tolist() == [5, 0, 1, 2, 3, 4]
     assert all(order.tolist().index(i) <= i + 1 for i in range(6))
     assert np.all(np.diff(scores[order]) <= 0)
     # a cap of 0 keeps the non-personalised order exactly; a large cap changes nothing
-    assert PersonalScorer(max_demotion=0).rank(feats)[0].tolist() == list(range(6))
-    assert PersonalScorer(max_demotion=100).rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
+    assert v2_scorer(max_demotion=0).rank(feats)[0].tolist() == list(range(6))
+    assert v2_scorer(max_demotion=100).rank(feats)[0].tolist() == [5, 4, 0, 1, 2, 3]
     with pytest.raises(ValueError):
         PersonalScorer(max_demotion=-1)
 
@@ -201,8 +202,9 @@ def test_v4_levers_are_off_by_default_and_change_nothing_then():
             scorer.keep_page_order) == (None, None, None, None, False)
     f = page_features(rng.uniform(0.0, 0.6, size=30))
     assert scorer.personal_features(f) is f and scorer.profile_scale(f) == 1.0
-    order, scores = scorer.rank(f)
-    assert np.array_equal(order, np.argsort(-scorer.score(f), kind="stable"))
+    unprotected = PersonalScorer(protect_head_z=None)
+    order, scores = unprotected.rank(f)
+    assert np.array_equal(order, np.argsort(-unprotected.score(f), kind="stable"))
 
 
 def test_affinity_gate_moves_less_for_a_query_unrelated_to_the_profile():
@@ -242,6 +244,11 @@ def test_profile_floor_promotes_only_what_is_clearly_nearer_the_profile():
     assert order[0] == 7 and order[1:] == [0, 1, 2, 3, 4, 5, 6]
 
 
+def v2_scorer(**settings) -> PersonalScorer:
+    """The v2 defaults (profile_sim 10, protected head z >= 2), which the lever tests were built on."""
+    return PersonalScorer(weights=np.array([1.0, 0.25, 10.0, 0.5, 0.0]), protect_head_z=2.0, **settings)
+
+
 def replace_scorer(scorer, **changes):
     from dataclasses import replace
 
@@ -251,17 +258,17 @@ def replace_scorer(scorer, **changes):
 def test_max_newcomers_limits_what_enters_the_page_and_keep_page_order_keeps_the_incumbents_order():
     sims = np.r_[np.linspace(0.0, 0.3, 10), np.full(5, 0.8), np.zeros(5)]  # rows 10-14 are the user's
     f = page_features(sims, primary=np.linspace(1.5, -1.5, 20))
-    free = PersonalScorer(page=10)
+    free = v2_scorer(page=10)
     assert sum(i >= 10 for i in free.rank(f)[0][:10]) == 5
-    limited = PersonalScorer(page=10, max_newcomers=2)
+    limited = v2_scorer(page=10, max_newcomers=2)
     order = limited.rank(f)[0].tolist()
     assert sorted(i for i in order[:10] if i >= 10) == [10, 11]  # the two best-scored newcomers
     assert sorted(order) == list(range(20))
-    assert set(PersonalScorer(page=10, max_newcomers=0).rank(f)[0][:10].tolist()) == set(range(10))
-    kept = PersonalScorer(page=10, keep_page_order=True).rank(f)[0].tolist()
+    assert set(v2_scorer(page=10, max_newcomers=0).rank(f)[0][:10].tolist()) == set(range(10))
+    kept = v2_scorer(page=10, keep_page_order=True).rank(f)[0].tolist()
     incumbents = [i for i in kept if i < 10]
     assert incumbents == sorted(incumbents) and kept[:10] != list(range(10))  # newcomers still enter
-    order, scores = PersonalScorer(page=10, max_newcomers=1, keep_page_order=True).rank(f)
+    order, scores = v2_scorer(page=10, max_newcomers=1, keep_page_order=True).rank(f)
     assert np.all(np.diff(scores[order]) <= 0)
     with pytest.raises(ValueError):
         PersonalScorer(max_newcomers=-1)

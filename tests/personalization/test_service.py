@@ -49,14 +49,15 @@ def test_a_click_changes_the_very_next_ranking_and_is_logged_first(tmp_path):
 
     on_disk, after = asyncio.run(main())
     assert [(r["user_id"], r["doc_id"]) for r in on_disk] == [("alice", "doc6")]
-    assert after is not None and after.order[0] == 9  # the last candidate, clicked, now leads
+    # the last candidate, clicked, now comes right after the query's likely answers (z >= 0.7)
+    assert after is not None and after.order[:4] == [0, 1, 2, 9]
     assert after.scores == sorted(after.scores, reverse=True) and len(after.order) == 5
     impressions = [r for r in read_records(tmp_path / "log") if r["kind"] == "impression"]
     assert [(r["request_id"], r["personalized"], r["query"]) for r in impressions] == [
         ("r1", False, "q"), ("r2", True, "q")
     ]
     assert impressions[0]["doc_ids"] == [DOC_IDS[r] for r in ROWS[:5]] and len(impressions[0]["features"][0]) == 5
-    assert impressions[1]["doc_ids"][0] == "doc6"
+    assert impressions[1]["doc_ids"][3] == "doc6"
 
 
 def test_profile_view_erase_and_replay_at_start(tmp_path, caplog):
@@ -130,7 +131,7 @@ def test_settings_choose_the_protected_head_and_the_weights(tmp_path):
     from ranking_gateway.personalization.scorer import DEFAULT_WEIGHTS, LEGACY_WEIGHTS, PersonalScorer
 
     default = Personalization.open(SETTINGS, tmp_path / "a", EMB, DOC_IDS).scorer
-    assert default.protect_head_z == 2.0 and default.weights.tolist() == list(DEFAULT_WEIGHTS)
+    assert default.protect_head_z == 0.7 and default.weights.tolist() == list(DEFAULT_WEIGHTS)
     weights = tmp_path / "legacy.json"
     weights.write_text(json.dumps(PersonalScorer(weights=np.array(LEGACY_WEIGHTS)).to_json()))
     legacy = Personalization.open(replace(SETTINGS, weights=weights, protect_head_z=None), tmp_path / "b", EMB,

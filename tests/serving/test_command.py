@@ -132,7 +132,7 @@ def test_the_protected_head_flag_reaches_the_settings_and_rejects_what_is_not_a_
         args = build_parser().parse_args(["serve", "--artifacts", "/a", *flag])
         return settings_from_args(args).personalization.protect_head_z
 
-    assert head_z() == 2.0
+    assert head_z() == 0.7
     assert head_z("--personalizer-protect-head-z", "1.5") == 1.5
     assert head_z("--personalizer-protect-head-z", "none") is None
     for bad in ("nan", "inf", "high"):
