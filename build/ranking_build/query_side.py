@@ -32,9 +32,25 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _query_side_paths(paths: ArtifactPaths) -> list[Path]:
-    onnx = [p for p in paths.onnx_dir.glob(f"{QUERY_TOKENS.name}*")] if paths.onnx_dir.is_dir() else []
-    return [paths.model_repository / QUERY_TOKENS.name, paths.tokenizer(QUERY_TOKENS.name), paths.manifest, *onnx]
+def model_paths(paths: ArtifactPaths, model: str) -> list[Path]:
+    """What a build holds of one Triton model, and the manifest that names it: what a rebuild of
+    that model alone writes anew."""
+    onnx = [p for p in paths.onnx_dir.glob(f"{model}*")] if paths.onnx_dir.is_dir() else []
+    return [paths.model_repository / model, paths.tokenizer(model), paths.manifest, *onnx]
+
+
+def link_build_except(serving: Path, root: Path, skip: list[Path]) -> None:
+    """`serving`'s files hard-linked (copied across file systems) under `root`, but for `skip`."""
+    skipped = {str(p) for p in skip}
+    for src in sorted(serving.rglob("*")):
+        dst = root / src.relative_to(serving)
+        if any(str(src) == s or str(src).startswith(s + os.sep) for s in skipped):
+            continue
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(str(src), str(dst))
 
 
 def same_document_projection(a: Path, b: Path) -> bool:
@@ -71,18 +87,9 @@ def rebuild_query_side(serving: Path, reranker_dir: Path, out: Path, document_re
         raise CliError(f"{reranker_dir}: its document side differs from the one in {serving}'s token store; run a full build")
     settings = BuildSettings(corpus=Path(old.corpus), artifacts=out, reranker=reranker_dir, target=old.target,
                              cpu_runtime=old.cpu_runtime or "onnx_fp32")
-    skip = {str(p) for p in _query_side_paths(ArtifactPaths(serving))}
 
     def fill(paths: ArtifactPaths) -> Manifest:
-        for src in sorted(serving.rglob("*")):
-            dst = paths.root / src.relative_to(serving)
-            if any(str(src) == s or str(src).startswith(s + os.sep) for s in skip):
-                continue
-            if src.is_dir():
-                dst.mkdir(parents=True, exist_ok=True)
-            else:
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(str(src), str(dst))
+        link_build_except(serving, paths.root, model_paths(ArtifactPaths(serving), QUERY_TOKENS.name))
         toolchain = build_toolchain(settings.target)
         _, query = load_query_side(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))

@@ -1,18 +1,18 @@
 """`ranking-gateway learn`: one scheduled learning round: the personaliser's weights and, with
-`--judged`, the late-interaction reranker's query side.
+`--judged`, the reranker (a late-interaction reranker's query side, or a whole cross-encoder).
 
 Run it from cron or a Kubernetes CronJob. A round reads the impressions logged since the last
 round (the cursor in `--workdir/state.json`) with their clicks, and for each model fits a
 candidate on part of the requests and compares it with what the gateway serves on the rest:
 
 * personaliser weights (`train-personalizer`'s code): log-loss, AUC, position-debiased clicks@k;
-* reranker (`--judged DIR`): the serving query side warm-started and trained on the clicks,
+* reranker (`--judged DIR`): the serving model warm-started and trained on the clicks,
   propensity-weighted by the position each click was at; gated on held-out clicks and on the
   judged queries of `--judged` (NDCG@10 of the gateway's first-stage candidates reranked).
 
 What passes is deployed in one live swap (`deploy --artifacts … --personalizer-weights …`):
-the reranker as new artifacts that share the serving build's index and token store
-(`ranking_build.query_side`). Every round writes a report (`reports/round-NNNN.json` and
+the reranker as new artifacts that share the serving build's index (and token store):
+only its Triton model is new (`ranking_build.query_side`, `ranking_build.cross_encoder_swap`). Every round writes a report (`reports/round-NNNN.json` and
 `.png`, `round-NNNN-reranker.png`); deployed versions stay in `weights/`, `rerankers/` and
 `artifacts/` (roll back with `ranking-gateway deploy --rollback`, or deploy any older one). A
 refused candidate or a skipped round (too few new clicks) exits 0: both are normal outcomes;
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--serving-weights", type=Path,
                    help="compare with these weights instead of those the gateway serves (GET /v1/admin/deploy)")
     p.add_argument("--no-personalizer", action="store_true", help="learn the reranker only (with --judged)")
-    rr = p.add_argument_group("reranker (a late-interaction build's query side)")
+    rr = p.add_argument_group("reranker (a late-interaction build's query side, or a whole cross-encoder)")
     rr.add_argument("--judged", type=Path, metavar="DIR",
                     help="learn the reranker too, gated on this BEIR collection's judged queries (never trained on)")
     rr.add_argument("--judged-split", default="test", help="qrels split of --judged (default test)")
@@ -79,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rr.add_argument("--serving-reranker", type=Path,
                     help="the served reranker's directory (default: the one the served manifest names)")
     rr.add_argument("--reranker-epochs", type=int, default=1, help="passes over the new clicks (default 1)")
-    rr.add_argument("--reranker-lr", type=float, default=1e-5, help="query Transformer learning rate (default 1e-5)")
+    rr.add_argument("--reranker-lr", type=float, default=1e-5,
+                    help="learning rate of the query Transformer, or of the whole cross-encoder (default 1e-5)")
     rr.add_argument("--eta", type=float, default=1.0,
                     help="examination propensity exponent: a click at position p weighs p**eta (default 1)")
     p.add_argument("--dry-run", action="store_true",
@@ -170,9 +171,8 @@ def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]], stat
     records the judged reference in `state` on the first round that evaluates (per judged set)."""
     from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
     from ranking_gateway.core.corpus import read_corpus
-    from ranking_gateway.core.token_store import TokenStore
     from ranking_gateway.learning import reranker_learning
-    from ranking_gateway.learning.query_side import QuerySide, QueryTrainConfig
+    from ranking_gateway.learning.query_side import QueryTrainConfig
     from ranking_gateway.learning.reranker_round import RerankerRoundConfig, run_reranker_round
 
     plan = reranker_learning.readiness(args.url, args.timeout)["rerank"]
@@ -181,8 +181,9 @@ def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]], stat
     if not artifacts.is_dir():
         raise CliError(f"the gateway serves {artifacts}, which is not readable here (run learn where it is)")
     manifest = Manifest.read(artifacts)
-    assert manifest.reranker is not None and manifest.token_store is not None  # readiness: late interaction
-    source = reranker_learning.serving_reranker(manifest.reranker.source, artifacts, args.serving_reranker)
+    assert manifest.reranker is not None  # readiness: a reranker is served
+    kind = manifest.reranker.kind
+    source = reranker_learning.serving_reranker(manifest.reranker.source, artifacts, args.serving_reranker, kind)
     try:
         config = RerankerRoundConfig(
             margin=args.margin, ndcg_margin=args.ndcg_margin, min_clicks=args.min_clicks, holdout=args.holdout,
@@ -192,29 +193,46 @@ def learn_reranker(args: argparse.Namespace, records: list[dict[str, Any]], stat
     except ValueError as exc:
         raise CliError(str(exc)) from None
     paths = ArtifactPaths(artifacts)
-    store = TokenStore.open(paths.token_store, documents=manifest.token_store.documents, dim=manifest.token_store.dim)
-    row_of = {d.id: i for i, d in enumerate(read_corpus(paths.documents))}
+    documents = read_corpus(paths.documents)
+    row_of = {d.id: i for i, d in enumerate(documents)}
+    if kind == "late-interaction":
+        from ranking_gateway.core.token_store import TokenStore
+        from ranking_gateway.learning.query_side import QuerySide
+
+        assert manifest.token_store is not None
+        store = TokenStore.open(paths.token_store, documents=manifest.token_store.documents, dim=manifest.token_store.dim)
+        load = lambda: QuerySide(source, store)  # noqa: E731
+    else:  # a cross-encoder, scored on the texts and at the token budget the gateway sends it
+        from ranking_gateway.learning.cross_encoder import CrossEncoderModel
+
+        texts = [d.full_text for d in documents]
+        load = lambda: CrossEncoderModel(source, texts, int(plan["max_length"]))  # noqa: E731
     judged = reranker_learning.judged_queries(args, int(plan["depth"]))
     judged_key = f"{args.judged.resolve()}|{args.judged_split}|{args.judged_fraction}|{args.judged_seed}"
     reference = state.reranker_reference if (state.reranker_reference or {}).get("judged") == judged_key else None
-    result = run_reranker_round(records, lambda: QuerySide(source, store), row_of, judged, config,
+    result = run_reranker_round(records, load, row_of, judged, config,
                                 None if reference is None else float(reference["ndcg"]))
     if reference is None and result.metrics and not args.dry_run:
         state.reranker_reference = {"judged": judged_key, "ndcg": result.metrics["serving"]["judged_ndcg@10"],
                                     "reranker": str(source)}
-    return {"result": result, "artifacts": artifacts, "source": source, "config": config}
+    return {"result": result, "artifacts": artifacts, "source": source, "config": config, "kind": kind}
 
 
 def _save_reranker(workdir: Path, version: int, learned: dict[str, Any], number: int) -> Path:
     """The passed candidate as a reranker directory, and artifacts around it; the artifacts' path."""
-    from ranking_build.query_side import rebuild_query_side
-
     result = learned["result"]
     directory = workdir / "rerankers" / f"v{version:04d}"
     result.candidate.save(directory, {"command": "learn", "round": number, "warm_start": str(learned["source"]),
                                       **result.to_json()})
     out = workdir / "artifacts" / f"v{version:04d}"
-    rebuild_query_side(learned["artifacts"], directory, out, document_reference=learned["source"])
+    if learned["kind"] == "late-interaction":
+        from ranking_build.query_side import rebuild_query_side
+
+        rebuild_query_side(learned["artifacts"], directory, out, document_reference=learned["source"])
+    else:
+        from ranking_build.cross_encoder_swap import rebuild_cross_encoder
+
+        rebuild_cross_encoder(learned["artifacts"], directory, out)
     return out
 
 

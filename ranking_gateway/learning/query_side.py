@@ -12,7 +12,6 @@ and query projection are what adapt to how users phrase what they want.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,16 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ranking_gateway.core.reranker_dir import LATE_INTERACTION_FILE, PROJECTIONS_FILE
 from ranking_gateway.core.token_store import TokenStore
 from ranking_gateway.learning.click_examples import ClickExample
+from ranking_gateway.learning.listwise import train_listwise
 from ranking_gateway.training.late_interaction import maxsim
 
 
 @dataclass(frozen=True)
 class QueryTrainConfig:
+    """A round's fine-tuning of either reranker kind (`projection_lr`: late interaction only)."""
+
     epochs: int = 1
     batch: int = 8  # click examples per step
     lr: float = 1e-5  # query Transformer; small: a warm start, not a new model
@@ -80,40 +81,23 @@ class QuerySide:
         return self.store.maxsim(q, rows)
 
     def train(self, examples: Sequence[ClickExample], cfg: QueryTrainConfig) -> list[float]:
-        """Propensity-weighted listwise loss: each click's softmax cross-entropy against the
-        request's unclicked documents, times its weight. Returns the loss of every step."""
-        from tqdm import tqdm
-
-        rng = random.Random(cfg.seed)
+        """Propensity-weighted listwise loss (`listwise.train_listwise`) over each click and the
+        request's unclicked documents. Returns the loss of every step."""
         torch.manual_seed(cfg.seed)
         optimizer = torch.optim.AdamW(
             [{"params": list(self.encoder.transformer.parameters()), "lr": cfg.lr},
              {"params": list(self.encoder.projection.parameters()), "lr": cfg.projection_lr}],
             weight_decay=0.01,
         )
+
+        def logits_of(batch: Sequence[ClickExample]) -> list[torch.Tensor]:
+            queries = self.encode([e.query for e in batch])
+            return [maxsim(q, *self._documents([ex.clicked, *ex.others[: cfg.max_others]]))
+                    for q, ex in zip(queries, batch)]
+
         self.encoder.train()
-        losses: list[float] = []
-        for epoch in range(1, cfg.epochs + 1):
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-            bar = tqdm(range(0, len(order), cfg.batch), desc=f"reranker epoch {epoch}/{cfg.epochs}", unit="step")
-            for start in bar:
-                batch = [examples[i] for i in order[start : start + cfg.batch]]
-                queries = self.encode([e.query for e in batch])
-                total, weights = torch.zeros(()), 0.0
-                for q, ex in zip(queries, batch):
-                    docs, mask = self._documents([ex.clicked, *ex.others[: cfg.max_others]])
-                    logits = maxsim(q, docs, mask)
-                    w = ex.weight(cfg.eta, cfg.max_weight)
-                    total = total + w * nn.functional.cross_entropy(logits[None], torch.zeros(1, dtype=torch.long))
-                    weights += w
-                loss = total / weights
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), 1.0)
-                optimizer.step()
-                losses.append(float(loss.item()))
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        losses = train_listwise(examples, logits_of, optimizer, self.encoder.parameters(), epochs=cfg.epochs,
+                                batch=cfg.batch, eta=cfg.eta, max_weight=cfg.max_weight, seed=cfg.seed)
         self.encoder.eval()
         return losses
 

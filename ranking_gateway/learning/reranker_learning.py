@@ -3,10 +3,10 @@ reranker, the judged queries with the gateway's first-stage candidates) and what
 reranker directory and artifacts for the swap). The decision itself is `reranker_round`.
 
 Where the serving reranker is: the manifest of the artifacts the gateway serves names the
-directory its query side was exported from (`reranker.source`); `learn` trains from there and
-writes every candidate that passes to `--workdir/rerankers/vNNNN`, whose artifacts
-(`--workdir/artifacts/vNNNN`, `ranking_build.query_side`) name it in turn: each round starts from
-what is served, also after a rollback.
+directory it was exported from (`reranker.source`); `learn` trains from there and writes every
+candidate that passes to `--workdir/rerankers/vNNNN`, whose artifacts (`--workdir/artifacts/vNNNN`,
+`ranking_build.query_side` for a late-interaction reranker, `ranking_build.cross_encoder_swap` for
+a cross-encoder) name it in turn: each round starts from what is served, also after a rollback.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ranking_gateway.learning.reranker_round import JudgedQueries
 
 
 def readiness(url: str, timeout: float) -> dict[str, Any]:
-    """`GET /readyz`: the rerank plan (depth, alpha) the gateway serves."""
+    """`GET /readyz`: the rerank plan (kind, depth, alpha, token budget) the gateway serves."""
     import httpx
 
     try:
@@ -30,8 +30,8 @@ def readiness(url: str, timeout: float) -> dict[str, Any]:
     body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
     if answer.status_code != 200 or not body.get("ready"):
         raise CliError(f"the gateway at {url} is not ready ({answer.status_code}): {answer.text[:300]}")
-    if not body.get("rerank") or body["rerank"].get("kind") != "late-interaction":
-        raise CliError(f"the gateway at {url} serves no late-interaction reranker: `learn --judged` retrains only that kind")
+    if not body.get("rerank"):
+        raise CliError(f"the gateway at {url} serves no reranker: `learn --judged` has nothing to retrain")
     return body
 
 
@@ -71,13 +71,14 @@ def judged_queries(args: argparse.Namespace, depth: int) -> JudgedQueries:
     return JudgedQueries({q: coll.queries[q] for q in qids}, candidates, {q: coll.qrels[q] for q in qids})
 
 
-def serving_reranker(manifest_source: str, artifacts: Path, override: Path | None) -> Path:
-    """The directory the served query side was exported from (`--serving-reranker` first)."""
+def serving_reranker(manifest_source: str, artifacts: Path, override: Path | None, kind: str) -> Path:
+    """The directory the served reranker was exported from (`--serving-reranker` first)."""
     if override is not None:
         return override
     source = Path(manifest_source)
+    marker = "late_interaction.json" if kind == "late-interaction" else "config.json"
     for candidate in (source, artifacts.parent / source):
-        if (candidate / "late_interaction.json").is_file():
+        if (candidate / marker).is_file():
             return candidate.resolve()
     raise CliError(f"the served reranker's directory {manifest_source} (from {artifacts}'s manifest) is not readable "
                    "here: give --serving-reranker DIR")

@@ -1,12 +1,13 @@
-"""One learning round for the late-interaction reranker: its query side warm-started from the
-serving one, trained on the window's clicks (propensity-weighted), and gated against the serving
-query side on held-out judged queries and on held-out clicks.
+"""One learning round for the reranker: the served model warm-started -- a late-interaction
+reranker's query side (`query_side.QuerySide`) or a whole cross-encoder
+(`cross_encoder.CrossEncoderModel`) -- trained on the window's clicks (propensity-weighted), and
+gated against the serving model on held-out judged queries and on held-out clicks.
 
-Metrics, for the serving query side and the candidate:
+Metrics, for the serving model and the candidate:
 
 * `judged_ndcg@10`: on judged queries (a BEIR collection the team keeps for this, never trained
-  on), the served first stage's candidates reranked as the gateway does (MaxSim over the token
-  store, blended with the first-stage score by the serving alpha). The guard against learning
+  on), the served first stage's candidates reranked as the gateway does (the model's scores,
+  blended with the first-stage score by the serving alpha). The guard against learning
   the wrong thing: spam clicks teach the model to promote the spam, and only relevance
   judgments say that is worse;
 * `ips_mean_rank`: on the held-out requests' clicks, the propensity-weighted mean rank of each
@@ -29,13 +30,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ranking_gateway.learning.click_examples import ClickExample, click_examples, ips_mean_rank, split_by_request
 from ranking_gateway.learning.personalizer_round import DEPLOY, REFUSED, SKIPPED
-from ranking_gateway.learning.query_side import QuerySide, QueryTrainConfig
+from ranking_gateway.learning.query_side import QueryTrainConfig
+
+
+class RerankerModel(Protocol):
+    """What a round loads twice (the serving model and the candidate's start), trains and saves."""
+
+    def scores(self, query: str, rows: Sequence[int]) -> np.ndarray: ...
+
+    def train(self, examples: Sequence[ClickExample], cfg: QueryTrainConfig) -> list[float]: ...
+
+    def save(self, out: Path, report: dict) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,7 @@ class RerankerRoundResult:
     counts: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
-    candidate: QuerySide | None = None
+    candidate: RerankerModel | None = None
     train_losses: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
 
@@ -84,7 +96,7 @@ class RerankerRoundResult:
         }
 
 
-def judged_ndcg(model: QuerySide, judged: JudgedQueries, row_of: dict[str, int], alpha: float) -> dict[str, float]:
+def judged_ndcg(model: RerankerModel, judged: JudgedQueries, row_of: dict[str, int], alpha: float) -> dict[str, float]:
     """NDCG@10 per judged query of the first stage's candidates reranked by `model`."""
     from ranking_gateway.core.scoring import interpolate
     from ranking_gateway.evaluation.metrics import ndcg_at_k
@@ -102,7 +114,7 @@ def judged_ndcg(model: QuerySide, judged: JudgedQueries, row_of: dict[str, int],
     return out
 
 
-def click_ranks(model: QuerySide, examples: Sequence[ClickExample]) -> list[int]:
+def click_ranks(model: RerankerModel, examples: Sequence[ClickExample]) -> list[int]:
     ranks = []
     for ex in examples:
         scores = model.scores(ex.query, [ex.clicked, *ex.others])
@@ -110,7 +122,7 @@ def click_ranks(model: QuerySide, examples: Sequence[ClickExample]) -> list[int]
     return ranks
 
 
-def evaluate(model: QuerySide, held: Sequence[ClickExample], judged: JudgedQueries, row_of: dict[str, int],
+def evaluate(model: RerankerModel, held: Sequence[ClickExample], judged: JudgedQueries, row_of: dict[str, int],
              config: RerankerRoundConfig) -> tuple[dict[str, float], dict[str, float]]:
     """(metrics, per-query judged NDCG@10)."""
     per_query = judged_ndcg(model, judged, row_of, config.alpha)
@@ -141,11 +153,11 @@ def gate(serving: dict[str, float], candidate: dict[str, float], random_rank: fl
 
 
 def run_reranker_round(
-    records: Sequence[dict[str, Any]], load: Callable[[], QuerySide], row_of: dict[str, int],
+    records: Sequence[dict[str, Any]], load: Callable[[], RerankerModel], row_of: dict[str, int],
     judged: JudgedQueries, config: RerankerRoundConfig, reference_ndcg: float | None = None,
 ) -> RerankerRoundResult:
     """`records`: the window (`personalizer_round.select_window`); `load`: a fresh copy of the
-    serving query side (called twice: the serving model and the candidate's starting point);
+    serving model (called twice: the serving model and the candidate's starting point);
     `reference_ndcg`: the judged NDCG@10 the learner recorded before its first round, if any."""
     examples = click_examples(records, row_of)
     train, held = split_by_request(examples, config.holdout)

@@ -1,7 +1,8 @@
 """`learn --judged` against a real `ranking-gateway serve` (embedded Triton): clicks logged by the
-gateway itself train the reranker's query side, the candidate goes live through the swap as new
-artifacts sharing the served build's token store, searches keep answering, and `deploy
---rollback` brings the served build back."""
+gateway itself train the reranker -- a late-interaction build's query side, or a whole
+cross-encoder -- the candidate goes live through the swap as new artifacts sharing the served
+build's index (and token store), searches keep answering, and `deploy --rollback` brings the
+served build back."""
 
 import json
 import random
@@ -31,29 +32,36 @@ def _judged_collection(root, corpus, docs, rng):
     return root
 
 
-def test_learn_retrains_the_reranker_from_gateway_clicks_swaps_it_live_and_rolls_back(late_artifacts, tmp_path, capsys):
+def _users_click_what_they_searched_for(gw, docs, rng, searches: int = 160) -> int:
+    """Users search words of a document and click it where they see it; the clicks logged."""
+    clicks = 0
+    for r in range(searches):
+        target = docs[r % len(docs)]
+        words = [w.strip(".,").lower() for w in target.text.split() if len(w) > 3]
+        body = gw.post("/v1/search", json={"query": " ".join(rng.sample(words, 2)), "k": 10,
+                                           "user_id": f"user-{r}"}).json()
+        shown = [hit["id"] for hit in body["results"]]
+        if target.id in shown and len(shown) > 1:
+            clicks += 1
+            assert gw.post("/v1/events", json={"user_id": f"user-{r}", "doc_id": target.id, "type": "click",
+                                               "request_id": body["request_id"],
+                                               "position": shown.index(target.id) + 1}).status_code == 202
+    return clicks
+
+
+def _learn_deploy_and_roll_back(build, tmp_path, capsys, *extra: str, searches: int = 160) -> tuple[Manifest, Manifest]:
+    """One `learn` round on the clicks of a served `build`: deployed, then rolled back; the
+    served and the learnt manifests."""
     rng = random.Random(5)
-    docs = read_corpus(late_artifacts.documents)
-    judged = _judged_collection(tmp_path / "judged", late_artifacts.documents, docs, rng)
+    docs = read_corpus(build.documents)
+    judged = _judged_collection(tmp_path / "judged", build.documents, docs, rng)
     events, work = tmp_path / "events", tmp_path / "work"
-    with serve_process(late_artifacts, tmp_path / "gw.log", "--event-log", str(events)) as gw:
+    with serve_process(build, tmp_path / "gw.log", "--event-log", str(events)) as gw:
         before = gw.get("/v1/admin/deploy").json()["current"]
         version_before = gw.get("/readyz").json()["version"]
-        clicks = 0
-        for r in range(160):  # users search words of a document and click it where they see it
-            target = docs[r % len(docs)]
-            words = [w.strip(".,").lower() for w in target.text.split() if len(w) > 3]
-            body = gw.post("/v1/search", json={"query": " ".join(rng.sample(words, 2)), "k": 10,
-                                               "user_id": f"user-{r}"}).json()
-            shown = [hit["id"] for hit in body["results"]]
-            if target.id in shown and len(shown) > 1:
-                clicks += 1
-                assert gw.post("/v1/events", json={"user_id": f"user-{r}", "doc_id": target.id, "type": "click",
-                                                   "request_id": body["request_id"],
-                                                   "position": shown.index(target.id) + 1}).status_code == 202
-        assert clicks >= 60
+        assert _users_click_what_they_searched_for(gw, docs, rng, searches) >= 60
         argv = ["learn", "--events", str(events), "--workdir", str(work), "--url", str(gw.base_url), "--settle", "0",
-                "--no-personalizer", "--judged", str(judged), "--min-clicks", "30", "--ndcg-margin", "0.05"]
+                "--no-personalizer", "--judged", str(judged), "--min-clicks", "30", "--ndcg-margin", "0.05", *extra]
         assert main(argv) == 0
         out = capsys.readouterr().out
         assert "learn round 1: deployed reranker v0001" in out, out
@@ -62,8 +70,8 @@ def test_learn_retrains_the_reranker_from_gateway_clicks_swaps_it_live_and_rolls
         assert status["current"]["artifacts"] == str(new) and status["previous"]["artifacts"] == before["artifacts"]
         ready = gw.get("/readyz").json()
         assert ready["ready"] and ready["version"] != version_before  # every cache key changed with it
-        old_manifest, new_manifest = Manifest.read(late_artifacts.root), Manifest.read(new)
-        assert new_manifest.token_store == old_manifest.token_store and new_manifest.index_version == old_manifest.index_version
+        old_manifest, new_manifest = Manifest.read(build.root), Manifest.read(new)
+        assert new_manifest.index_version == old_manifest.index_version
         assert new_manifest.reranker.sha256 != old_manifest.reranker.sha256
         assert new_manifest.reranker.source == str(work / "rerankers" / "v0001")
         report = json.loads((work / "reports" / "round-0001.json").read_text())
@@ -75,3 +83,19 @@ def test_learn_retrains_the_reranker_from_gateway_clicks_swaps_it_live_and_rolls
         assert main(["deploy", "--rollback", "--url", str(gw.base_url)]) == 0
         assert gw.get("/v1/admin/deploy").json()["current"]["artifacts"] == before["artifacts"]
         assert gw.get("/readyz").json()["version"] == version_before
+    return old_manifest, new_manifest
+
+
+def test_learn_retrains_the_reranker_from_gateway_clicks_swaps_it_live_and_rolls_back(late_artifacts, tmp_path, capsys):
+    old, new = _learn_deploy_and_roll_back(late_artifacts, tmp_path, capsys)
+    assert new.token_store == old.token_store  # the document side stays: only the query side is new
+
+
+def test_learn_retrains_a_served_cross_encoder_and_swaps_it_live(artifacts, tmp_path, capsys):
+    # the session's cross-encoder is untrained: its top 10 holds the searched document less often
+    # (more searches for as many clicks), and a larger step lets one round on them learn
+    old, new = _learn_deploy_and_roll_back(artifacts, tmp_path, capsys, "--reranker-lr", "1e-4",
+                                           "--reranker-epochs", "2", searches=400)
+    assert new.reranker.kind == old.reranker.kind == "cross-encoder"
+    assert new.reranker.max_length == old.reranker.max_length and new.encoder == old.encoder
+    assert new.reranker.onnx_sha256 != old.reranker.onnx_sha256

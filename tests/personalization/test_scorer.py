@@ -1,11 +1,14 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ranking_gateway.core.scoring import zscore
 from ranking_gateway.personalization.profiles import apply_event
 from ranking_gateway.personalization.scorer import (
     DEFAULT_PROTECT_HEAD_Z,
+    DEFAULT_WEIGHTS,
     FEATURE_NAMES,
     LEGACY_WEIGHTS,
     PersonalScorer,
@@ -282,6 +285,34 @@ def test_v4_settings_round_trip(tmp_path):
     loaded = PersonalScorer.load(path)
     assert (loaded.affinity_gate, loaded.confidence_ref, loaded.confidence_cap, loaded.profile_floor_quantile,
             loaded.max_newcomers, loaded.keep_page_order, loaded.page) == ((0.1, 0.3), 3.0, 1.0, 0.8, 2, True, 8)
+
+
+def test_z_head_round_trips_and_a_file_without_it_gets_the_default(tmp_path):
+    from ranking_gateway.personalization.scorer import DEFAULT_Z_HEAD
+
+    path = tmp_path / "w.json"
+    for z_head in (None, 12):
+        path.write_text(json.dumps(PersonalScorer(z_head=z_head).to_json()))
+        assert PersonalScorer.load(path).z_head == z_head
+    assert "z_head" not in PersonalScorer().to_json()  # the default is not written...
+    assert PersonalScorer.from_json({"weights": dict(zip(FEATURE_NAMES, DEFAULT_WEIGHTS))}).z_head == DEFAULT_Z_HEAD
+    # ... and the shipped files of the defaults before v5 keep their z over the whole list
+    for name in ("legacy", "v2"):
+        shipped = Path(__file__).resolve().parents[2] / "bench" / "results" / f"personalization_weights_{name}.json"
+        assert PersonalScorer.load(shipped).z_head is None
+    with pytest.raises(ValueError):
+        PersonalScorer(z_head=1)
+
+
+def test_primary_is_z_scored_against_the_head_it_is_given():
+    primary = np.r_[np.linspace(3.0, 1.0, 5), np.full(5, 0.0)]
+    profile, emb = favourite_profile_and_embeddings()
+    on_head = candidate_features(profile, rows=np.arange(10), embeddings=emb, row_of={}, primary=primary,
+                                 retrieval=primary, now=0.0, head=5)[:, 0]
+    assert np.allclose(on_head[:5], zscore(primary[:5])) and np.all(on_head[5:] < on_head[4])
+    whole = candidate_features(profile, rows=np.arange(10), embeddings=emb, row_of={}, primary=primary,
+                               retrieval=primary, now=0.0)[:, 0]
+    assert np.allclose(whole, zscore(primary))
 
 
 @pytest.mark.anyio
