@@ -105,7 +105,8 @@ def test_redis_backed_instances_share_profiles_and_do_not_replay(tmp_path, redis
         return seen_by_b, erased, after
 
     seen_by_b, erased, after = asyncio.run(main())
-    assert seen_by_b is not None and seen_by_b.order[0] == list(ROWS).index(8)
+    # b sees a's click at once: doc8 right after the query's likely answers (z >= 0.7)
+    assert seen_by_b is not None and seen_by_b.order[:4] == [0, 1, 2, list(ROWS).index(8)]
     assert erased["profile_deleted"] and erased["records_removed"] == 2  # the event and b's impression
     assert after is None
     assert "appendonly=no" in caplog.text and "replayed" not in caplog.text
