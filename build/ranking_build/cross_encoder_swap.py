@@ -10,11 +10,9 @@ gateway swaps to it like to any build (`deploy --artifacts`).
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from pathlib import Path
 
-from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, ModelEntry, Toolchain
 from ranking_gateway.core.config import BuildSettings
 from ranking_gateway.core.contract import RERANKER
 from ranking_gateway.core.corpus import read_corpus
@@ -25,17 +23,8 @@ def rebuild_cross_encoder(serving: Path, reranker_dir: Path, out: Path) -> Manif
     """Artifacts in `out`: `serving`'s (a cross-encoder build), with `reranker_dir`'s model at
     the served token budget and blend."""
     from ranking_build.models import CrossEncoder
-    from ranking_build.pipeline import (
-        CheckInputs,
-        ModelSpec,
-        _load_tokenizer,
-        _model_entry,
-        _queries,
-        build_toolchain,
-        compile_model,
-        publish,
-    )
-    from ranking_build.query_side import link_build_except, model_paths
+    from ranking_build.pipeline import CheckInputs, ModelSpec, _load_tokenizer, _model_entry, _queries, compile_model
+    from ranking_build.query_side import rebuild_one_model
 
     old = Manifest.read(serving)
     if old.reranker is None or old.reranker.kind == "late-interaction":
@@ -43,9 +32,7 @@ def rebuild_cross_encoder(serving: Path, reranker_dir: Path, out: Path) -> Manif
     settings = BuildSettings(corpus=Path(old.corpus), artifacts=out, reranker=reranker_dir, target=old.target,
                              cpu_runtime=old.cpu_runtime or "onnx_fp32", max_length=old.reranker.max_length)
 
-    def fill(paths: ArtifactPaths) -> Manifest:
-        link_build_except(serving, paths.root, model_paths(ArtifactPaths(serving), RERANKER.name))
-        toolchain = build_toolchain(settings.target)
+    def export(paths: ArtifactPaths, toolchain: Toolchain) -> ModelEntry:
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(RERANKER.name)))
         docs = read_corpus(ArtifactPaths(serving).documents)[:8]
         spec = ModelSpec(RERANKER, settings.max_length, settings.reranker_settings())
@@ -53,8 +40,6 @@ def rebuild_cross_encoder(serving: Path, reranker_dir: Path, out: Path) -> Manif
         exported = compile_model(CrossEncoder(reranker_dir), spec, settings, paths, 1, toolchain, pairs)
         entry = _model_entry(reranker_dir, exported, settings.max_length, 1)
         entry.recommended_alpha = old.reranker.recommended_alpha
-        manifest = replace(old, reranker=entry, toolchain=toolchain, created_unix=time.time())
-        manifest.write(paths.root)
-        return manifest
+        return entry
 
-    return publish(out.resolve(), fill)
+    return rebuild_one_model(serving, out, RERANKER.name, export)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ranking_gateway.core.artifacts import ArtifactPaths, Manifest
+from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, ModelEntry, Toolchain
 from ranking_gateway.core.config import BuildSettings
 from ranking_gateway.core.contract import QUERY_TOKENS
 from ranking_gateway.core.corpus import read_corpus
@@ -53,6 +54,26 @@ def link_build_except(serving: Path, root: Path, skip: list[Path]) -> None:
             _link_or_copy(str(src), str(dst))
 
 
+def rebuild_one_model(
+    serving: Path, out: Path, model: str, export: Callable[[ArtifactPaths, Toolchain], ModelEntry]
+) -> Manifest:
+    """Artifacts in `out`: `serving`'s files linked, but for Triton model `model`, which
+    `export(paths, toolchain)` writes anew (tokenizer, ONNX, model repository) and returns the
+    manifest's new reranker entry for; published whole or not at all (`pipeline.publish`)."""
+    from ranking_build.pipeline import build_toolchain, publish
+
+    old = Manifest.read(serving)
+
+    def fill(paths: ArtifactPaths) -> Manifest:
+        link_build_except(serving, paths.root, model_paths(ArtifactPaths(serving), model))
+        toolchain = build_toolchain(old.target)
+        manifest = replace(old, reranker=export(paths, toolchain), toolchain=toolchain, created_unix=time.time())
+        manifest.write(paths.root)
+        return manifest
+
+    return publish(out.resolve(), fill)
+
+
 def same_document_projection(a: Path, b: Path) -> bool:
     """Whether two late-interaction reranker directories put documents in the same space."""
     from safetensors.torch import load_file
@@ -65,16 +86,7 @@ def rebuild_query_side(serving: Path, reranker_dir: Path, out: Path, document_re
     share the document side of the reranker that filled `serving`'s token store: its document
     projection is compared with `document_reference`'s (default: the manifest's reranker source)."""
     from ranking_build.late_interaction import load_query_side
-    from ranking_build.pipeline import (
-        CheckInputs,
-        ModelSpec,
-        _load_tokenizer,
-        _model_entry,
-        _queries,
-        build_toolchain,
-        compile_model,
-        publish,
-    )
+    from ranking_build.pipeline import CheckInputs, ModelSpec, _load_tokenizer, _model_entry, _queries, compile_model
 
     old = Manifest.read(serving)
     if old.reranker is None or old.reranker.kind != "late-interaction" or old.token_store is None:
@@ -88,9 +100,7 @@ def rebuild_query_side(serving: Path, reranker_dir: Path, out: Path, document_re
     settings = BuildSettings(corpus=Path(old.corpus), artifacts=out, reranker=reranker_dir, target=old.target,
                              cpu_runtime=old.cpu_runtime or "onnx_fp32")
 
-    def fill(paths: ArtifactPaths) -> Manifest:
-        link_build_except(serving, paths.root, model_paths(ArtifactPaths(serving), QUERY_TOKENS.name))
-        toolchain = build_toolchain(settings.target)
+    def export(paths: ArtifactPaths, toolchain: Toolchain) -> ModelEntry:
         _, query = load_query_side(reranker_dir)
         _load_tokenizer(reranker_dir).save_pretrained(str(paths.tokenizer(QUERY_TOKENS.name)))
         spec = ModelSpec(QUERY_TOKENS, config.query_max_length, settings.encoder_serving)
@@ -98,8 +108,6 @@ def rebuild_query_side(serving: Path, reranker_dir: Path, out: Path, document_re
         exported = compile_model(query, spec, settings, paths, config.dim, toolchain, CheckInputs(_queries(docs)))
         entry = _model_entry(reranker_dir, exported, config.query_max_length, config.dim)
         entry.kind, entry.recommended_alpha = "late-interaction", old.reranker.recommended_alpha
-        manifest = replace(old, reranker=entry, toolchain=toolchain, created_unix=time.time())
-        manifest.write(paths.root)
-        return manifest
+        return entry
 
-    return publish(out.resolve(), fill)
+    return rebuild_one_model(serving, out, QUERY_TOKENS.name, export)
