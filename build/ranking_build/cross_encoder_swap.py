@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ranking_build.model_swap import rebuild_one_model
 from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, ModelEntry, Toolchain
 from ranking_gateway.core.config import BuildSettings
 from ranking_gateway.core.contract import RERANKER
@@ -24,7 +25,6 @@ def rebuild_cross_encoder(serving: Path, reranker_dir: Path, out: Path) -> Manif
     the served token budget and blend."""
     from ranking_build.models import CrossEncoder
     from ranking_build.pipeline import CheckInputs, ModelSpec, _load_tokenizer, _model_entry, _queries, compile_model
-    from ranking_build.query_side import rebuild_one_model
 
     old = Manifest.read(serving)
     if old.reranker is None or old.reranker.kind == "late-interaction":

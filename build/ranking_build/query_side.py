@@ -11,67 +11,15 @@ every cache key) new. The gateway swaps to it like to any build (`deploy --artif
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
+from ranking_build.model_swap import rebuild_one_model
 from ranking_gateway.core.artifacts import ArtifactPaths, Manifest, ModelEntry, Toolchain
 from ranking_gateway.core.config import BuildSettings
 from ranking_gateway.core.contract import QUERY_TOKENS
 from ranking_gateway.core.corpus import read_corpus
 from ranking_gateway.core.errors import CliError
 from ranking_gateway.core.reranker_dir import PROJECTIONS_FILE, read_late_interaction
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def model_paths(paths: ArtifactPaths, model: str) -> list[Path]:
-    """What a build holds of one Triton model, and the manifest that names it: what a rebuild of
-    that model alone writes anew."""
-    onnx = [p for p in paths.onnx_dir.glob(f"{model}*")] if paths.onnx_dir.is_dir() else []
-    return [paths.model_repository / model, paths.tokenizer(model), paths.manifest, *onnx]
-
-
-def link_build_except(serving: Path, root: Path, skip: list[Path]) -> None:
-    """`serving`'s files hard-linked (copied across file systems) under `root`, but for `skip`."""
-    skipped = {str(p) for p in skip}
-    for src in sorted(serving.rglob("*")):
-        dst = root / src.relative_to(serving)
-        if any(str(src) == s or str(src).startswith(s + os.sep) for s in skipped):
-            continue
-        if src.is_dir():
-            dst.mkdir(parents=True, exist_ok=True)
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(str(src), str(dst))
-
-
-def rebuild_one_model(
-    serving: Path, out: Path, model: str, export: Callable[[ArtifactPaths, Toolchain], ModelEntry]
-) -> Manifest:
-    """Artifacts in `out`: `serving`'s files linked, but for Triton model `model`, which
-    `export(paths, toolchain)` writes anew (tokenizer, ONNX, model repository) and returns the
-    manifest's new reranker entry for; published whole or not at all (`pipeline.publish`)."""
-    from ranking_build.pipeline import build_toolchain, publish
-
-    old = Manifest.read(serving)
-
-    def fill(paths: ArtifactPaths) -> Manifest:
-        link_build_except(serving, paths.root, model_paths(ArtifactPaths(serving), model))
-        toolchain = build_toolchain(old.target)
-        manifest = replace(old, reranker=export(paths, toolchain), toolchain=toolchain, created_unix=time.time())
-        manifest.write(paths.root)
-        return manifest
-
-    return publish(out.resolve(), fill)
 
 
 def same_document_projection(a: Path, b: Path) -> bool:

@@ -11,9 +11,9 @@ candidate on part of the requests and compares it with what the gateway serves o
   judged queries of `--judged` (NDCG@10 of the gateway's first-stage candidates reranked).
 
 What passes is deployed in one live swap (`deploy --artifacts … --personalizer-weights …`):
-the reranker as new artifacts that share the serving build's index (and token store):
-only its Triton model is new (`ranking_build.query_side`, `ranking_build.cross_encoder_swap`). Every round writes a report (`reports/round-NNNN.json` and
-`.png`, `round-NNNN-reranker.png`); deployed versions stay in `weights/`, `rerankers/` and
+the reranker as new artifacts that share the serving build's index (and token store): only its
+Triton model is new (`ranking_build.model_swap`). Every round writes a report
+(`reports/round-NNNN.json` and `.png`, `round-NNNN-reranker.png`); deployed versions stay in `weights/`, `rerankers/` and
 `artifacts/` (roll back with `ranking-gateway deploy --rollback`, or deploy any older one). A
 refused candidate or a skipped round (too few new clicks) exits 0: both are normal outcomes;
 errors exit non-zero.

@@ -27,13 +27,12 @@ class CrossEncoderModel:
     indexed as the document's full text, what the gateway sends with the query)."""
 
     def __init__(self, reranker_dir: Path, texts: Sequence[str], max_length: int) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from ranking_build.models import CrossEncoder
 
         self.source = Path(reranker_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.source)).float()
-        if self.model.config.num_labels != 1:
-            raise ValueError(f"{reranker_dir}: a reranker needs num_labels == 1")
-        self.model.eval()
+        self.model = CrossEncoder(self.source).transformer.float()  # build's loader: one logit, eval mode
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.source))
         self.texts, self.max_length = texts, max_length
 
