@@ -155,6 +155,42 @@ def served_rankings(url: str, texts: list[str], ids: list[str], candidates: int,
     return rows, scores, retrieval
 
 
+def head_recall(scores: np.ndarray, relevant: np.ndarray, depth: int, thresholds: list[float],
+                page: int = 10) -> list[dict[str, float]]:
+    """How a protected head at each z threshold covers the query's relevant documents: `scores`
+    [queries, candidates] are the served scores (the reranker's over the first `depth`),
+    `relevant` the qrels mask in the same order. Per threshold: candidates protected per query
+    (z against the reranked head >= the threshold), the share of the head's relevant documents
+    among them, and how many relevant documents of the first `page` are left outside it."""
+    head, rel = scores[:, :depth], relevant[:, :depth]
+    z = (head - head.mean(axis=1, keepdims=True)) / np.maximum(head.std(axis=1, keepdims=True), 1e-9)
+    out = []
+    for t in thresholds:
+        protected = z >= t
+        out.append({"z": t, "protected_per_query": float(protected.sum(axis=1).mean()),
+                    "relevant_in_head_protected": float(rel[protected].sum() / max(1, rel.sum())),
+                    "page_relevant_outside": int((rel[:, :page] & ~protected[:, :page]).sum()),
+                    "page_relevant": int(rel[:, :page].sum())})
+    return out
+
+
+def head_recall_report(args: argparse.Namespace) -> list[dict[str, float]]:
+    """`--head-recall`: `head_recall` over the served rankings of the `--eval-split` queries."""
+    if not (args.ranking_url and args.artifacts and args.eval_split):
+        raise SystemExit("--head-recall needs --ranking-url, --artifacts, --qrels and --eval-split")
+    _, ids = load_index(ArtifactPaths(args.artifacts).embeddings, ArtifactPaths(args.artifacts).documents)
+    by_id = read_queries(args.queries)
+    query_ids, texts = list(by_id), list(by_id.values())
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    manifest = hashlib.sha256(ArtifactPaths(args.artifacts).manifest.read_bytes()).hexdigest()[:12]
+    rows, scores, _ = served_rankings(args.ranking_url, texts, ids, args.candidates,
+                                      args.cache_dir / f"served_rankings-{digest}-{manifest}-{args.candidates}.npz")
+    judged = read_qrels(args.qrels / f"{args.eval_split}.tsv")
+    qs = [i for i, q in enumerate(query_ids) if judged.get(q)]
+    relevant = np.array([[judged[query_ids[q]].get(ids[r], 0) > 0 for r in rows[q]] for q in qs])
+    return head_recall(scores[qs], relevant, args.rerank_depth, args.head_recall)
+
+
 # ----------------------------------------------------------------------------- backends
 
 
@@ -520,6 +556,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="instead of simulating: plot gain against query NDCG@10 change after --frontier-clicks "
                         "clicks for these result files into --out-dir/personalization_sim_<tag>.png")
     p.add_argument("--frontier-clicks", default="3")
+    p.add_argument("--head-recall", type=float, nargs="+", metavar="Z",
+                   help="instead of simulating (with --ranking-url and --eval-split): how a protected head at each "
+                        "z threshold covers the split's qrels-relevant documents (head_recall)")
     p.add_argument("--pool-seeds", action="store_true",
                    help="with --plot-frontier: one point per setting, averaged over its seeds' files")
     p.add_argument("--personalize-depth", type=int,
@@ -660,6 +699,12 @@ def main(argv=None) -> int:
         return 0
     if args.queries is None:
         raise SystemExit("--queries is required")
+    if args.head_recall:
+        report = head_recall_report(args)
+        (args.out_dir / f"personalization_head_recall{'_' + args.tag if args.tag else ''}.json").write_text(
+            json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return 0
     results = asyncio.run(amain(args))
     stem = "personalization_sim" + ("_http" if args.url else "") + (f"_{args.tag}" if args.tag else "")
     (args.out_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")

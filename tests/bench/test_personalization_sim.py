@@ -50,3 +50,14 @@ def test_served_rankings_are_read_back_from_the_cache_without_a_gateway(tmp_path
     np.savez(cache, rows=rows, scores=np.array([[9.0, 8.0, 0.3]]), retrieval=np.array([[0.2, 0.5, 0.3]]))
     got_rows, scores, retrieval = sim.served_rankings("http://127.0.0.1:9", ["q"], ["a", "b", "c"], 3, cache)
     assert got_rows.tolist() == [[2, 0, 1]] and scores[0, 0] == 9.0 and retrieval[0, 1] == 0.5
+
+
+def test_head_recall_counts_what_a_protected_head_covers():
+    # one query: a clear winner (relevant), then a relevant document with an ordinary score
+    scores = np.array([[10.0, 5.0, 4.0, 3.0, 2.0, 0.01, 0.01]])
+    relevant = np.array([[True, False, False, True, False, True, False]])
+    strict, loose = sim.head_recall(scores, relevant, depth=5, thresholds=[1.5, -0.7], page=4)
+    assert strict["protected_per_query"] == 1 and strict["relevant_in_head_protected"] == 0.5
+    assert (strict["page_relevant_outside"], strict["page_relevant"]) == (1, 2)  # the tail's is not counted
+    assert loose["protected_per_query"] == 4 and loose["relevant_in_head_protected"] == 1.0
+    assert loose["page_relevant_outside"] == 0
