@@ -85,6 +85,10 @@ class EmbeddedTriton:
     model_repository: Path
     log_path: Path | None = None
     startup_timeout_s: float = 180.0
+    # how long in-flight inferences may finish after SIGTERM (Triton's --exit-timeout-secs), and
+    # how long `stop` waits in all before SIGKILL: that grace plus a few seconds to unload models
+    in_flight_grace_s: int = 10
+    stop_timeout_s: float = 15.0
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -192,7 +196,7 @@ class EmbeddedTriton:
             # a model that fails to load leaves it serving, unready, with the reason in its model
             # index (which the gateway quotes) rather than exiting with it in the log alone
             "--exit-on-error=false",
-            "--exit-timeout-secs=10",
+            f"--exit-timeout-secs={self.in_flight_grace_s}",
             "--log-verbose=0",
         ]
         if self.load_models is not None:
@@ -252,13 +256,19 @@ class EmbeddedTriton:
                 log.error("embedded Triton serves without model %r, %s: %s", model.get("name"),
                           model.get("state") or "not loaded", reason_line(model.get("reason")))
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after `stop_timeout_s`: bounded, so that whoever stops us does
+        not SIGKILL us first and orphan a server stuck in its shutdown."""
+        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
         proc, self._process = self._process, None
         if proc is not None and proc.poll() is None:
+            asked = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=timeout_s)
+                log.info("embedded Triton stopped %.1f s after SIGTERM", time.monotonic() - asked)
             except subprocess.TimeoutExpired:
+                log.warning("embedded Triton still running %.0f s after SIGTERM; killing it", timeout_s)
                 proc.kill()
                 proc.wait()
         if proc is not None:
