@@ -200,8 +200,8 @@ class BatchingPythonModel(ABC):
         self.model = CpuModel(version_dir, config, self.load_torch, self.forward, device_id)
         # Everything loaded so far (torch, transformers, the model) lives as long as the stub:
         # frozen, the garbage collector stops scanning it, and the interpreter's teardown when
-        # Triton unloads the model skips it too. Unfrozen, that teardown took 1.2-1.3 CPU-s a stub
-        # (0.2 s frozen) and slowed searches during a live swap (README, "Live swap").
+        # Triton unloads the model skips it too. Unfrozen, that teardown took 1.32 CPU-s a stub
+        # against 0.22 frozen (bench/stub_teardown.py) and slowed searches after a live swap.
         gc.collect()
         gc.freeze()
 
