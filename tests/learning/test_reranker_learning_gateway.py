@@ -91,7 +91,7 @@ def test_learn_retrains_the_reranker_from_gateway_clicks_swaps_it_live_and_rolls
     # mean rank 1.07-1.39 of 10 in two runs): on ~32 held-out clicks one click moving a place
     # changes that by more than the default 1 % margin, and CI once refused the round on it (1.50
     # against 1.39). The gate's decisions are test_reranker_round's; this test is the loop around
-    # them, so it allows 50 % (the signal check still wants 1 % better than a random order's 5.5)
+    # them, so it allows 50 % (the same margin makes the signal check want half a random order's 5.5)
     old, new = _learn_deploy_and_roll_back(late_artifacts, tmp_path, capsys, "--margin", "0.5")
     assert new.token_store == old.token_store  # the document side stays: only the query side is new
 
